@@ -1,0 +1,18 @@
+"""funcgrad: composable function transformations over pytrees of arrays.
+
+``grad``, ``vmap``, ``jit`` and friends trace Python functions into a small typed IR (a
+jaxpr) and rewrite it. See README.md and DESIGN.md.
+"""
+from . import primitives as _primitives  # noqa: F401  (registers the primitives)
+from . import tree_util, dtypes, core
+from . import numpy  # noqa: F401  (installs tracer operators)
+from .api import (grad, value_and_grad, vjp, jvp, linearize, jacfwd, jacrev, hessian, vmap,
+                  make_jaxpr, stop_gradient)
+from .core import ConcretizationError, UnexpectedTracerError, TracerConversionError, check_jaxpr
+from . import lax
+
+__version__ = "0.1.0"
+
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacrev", "hessian",
+           "vmap", "make_jaxpr", "stop_gradient", "tree_util", "numpy", "lax", "dtypes",
+           "ConcretizationError", "UnexpectedTracerError", "TracerConversionError", "check_jaxpr"]

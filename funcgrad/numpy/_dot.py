@@ -1,0 +1,114 @@
+"""Products: matmul, dot, tensordot, inner, outer, vdot, kron -- all through dot_general."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import core
+from ..primitives import linalg, structural as st
+from ._array import normalize_axis, operand, promote, tracing
+
+
+def _prep(a, b):
+    a, b = promote(operand(a), operand(b))
+    return a, b, core.get_aval(a), core.get_aval(b)
+
+
+def matmul(a, b):
+    """numpy.matmul: stacks of matrices broadcast over leading axes; 1-D operands are
+    promoted to matrices and the added axis is removed from the result."""
+    if not tracing():
+        return np.matmul(a, b)
+    a, b, av, bv = _prep(a, b)
+    if av.ndim == 0 or bv.ndim == 0:
+        raise ValueError("matmul: input operand does not have enough dimensions")
+    a2 = st.reshape(a, (1,) + av.shape) if av.ndim == 1 else a
+    b2 = st.reshape(b, bv.shape + (1,)) if bv.ndim == 1 else b
+    sa, sb = core.get_aval(a2).shape, core.get_aval(b2).shape
+    if sa[-1] != sb[-2]:
+        raise core.type_error("matmul", f"contracting sizes differ: {sa[-1]} (from {av.shape}) vs "
+                              f"{sb[-2]} (from {bv.shape})", [av, bv])
+    batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+    nb = len(batch)
+    # Unbatched operands contract without broadcasting (BLAS sees one large matrix).
+    if len(sb) == 2 and len(sa) >= 2:
+        out = linalg.dot_general(a2, b2, (((len(sa) - 1,), (0,)), ((), ())))
+    elif len(sa) == 2 and len(sb) > 2:
+        out = linalg.dot_general(a2, b2, (((1,), (len(sb) - 2,)), ((), ())))
+        # out: (m, batch..., n) -> (batch..., m, n)
+        out = st.transpose(out, tuple(range(1, nb + 1)) + (0, nb + 1))
+    else:
+        a3 = st.broadcast_to(a2, batch + sa[-2:])
+        b3 = st.broadcast_to(b2, batch + sb[-2:])
+        bd = tuple(range(nb))
+        out = linalg.dot_general(a3, b3, (((nb + 1,), (nb,)), (bd, bd)))
+    if av.ndim == 1:
+        out = st.squeeze(out, (core.get_aval(out).ndim - 2,))
+    if bv.ndim == 1:
+        out = st.squeeze(out, (core.get_aval(out).ndim - 1,))
+    return out
+
+
+def dot(a, b):
+    """numpy.dot: sum over the last axis of a and the second-to-last of b."""
+    if not tracing():
+        return np.dot(a, b)
+    a, b, av, bv = _prep(a, b)
+    if av.ndim == 0 or bv.ndim == 0:
+        from ._ufuncs import multiply
+        return multiply(a, b)
+    rc = 0 if bv.ndim == 1 else bv.ndim - 2
+    return linalg.dot_general(a, b, (((av.ndim - 1,), (rc,)), ((), ())))
+
+
+def vdot(a, b):
+    from ._shape import ravel
+    return dot(ravel(a), ravel(b)) if tracing() else np.vdot(a, b)
+
+
+def inner(a, b):
+    if not tracing():
+        return np.inner(a, b)
+    a, b, av, bv = _prep(a, b)
+    if av.ndim == 0 or bv.ndim == 0:
+        from ._ufuncs import multiply
+        return multiply(a, b)
+    return linalg.dot_general(a, b, (((av.ndim - 1,), (bv.ndim - 1,)), ((), ())))
+
+
+def outer(a, b):
+    if not tracing():
+        return np.outer(a, b)
+    from ._shape import ravel
+    a, b = promote(ravel(a), ravel(b))
+    return linalg.dot_general(a, b, (((), ()), ((), ())))
+
+
+def tensordot(a, b, axes=2):
+    if not tracing():
+        return np.tensordot(a, b, axes)
+    a, b, av, bv = _prep(a, b)
+    if isinstance(axes, (int, np.integer)):
+        n = int(axes)
+        ca, cb = tuple(range(av.ndim - n, av.ndim)), tuple(range(n))
+    else:
+        ca, cb = axes
+        ca = (ca,) if isinstance(ca, (int, np.integer)) else tuple(ca)
+        cb = (cb,) if isinstance(cb, (int, np.integer)) else tuple(cb)
+        ca = tuple(normalize_axis(x, av.ndim) for x in ca)
+        cb = tuple(normalize_axis(x, bv.ndim) for x in cb)
+    return linalg.dot_general(a, b, ((ca, cb), ((), ())))
+
+
+def kron(a, b):
+    if not tracing():
+        return np.kron(a, b)
+    a, b, av, bv = _prep(a, b)
+    nd = max(av.ndim, bv.ndim)
+    a = st.reshape(a, (1,) * (nd - av.ndim) + av.shape)
+    b = st.reshape(b, (1,) * (nd - bv.ndim) + bv.shape)
+    sa, sb = core.get_aval(a).shape, core.get_aval(b).shape
+    a_exp = st.reshape(a, tuple(x for n in sa for x in (n, 1)))
+    b_exp = st.reshape(b, tuple(x for n in sb for x in (1, n)))
+    from ._ufuncs import multiply
+    prod = multiply(a_exp, b_exp)
+    return st.reshape(prod, tuple(m * n for m, n in zip(sa, sb)))
