@@ -197,7 +197,7 @@ class Jaxpr:
 class ClosedJaxpr:
     """A jaxpr together with the values of its constvars."""
 
-    __slots__ = ("jaxpr", "consts")
+    __slots__ = ("jaxpr", "consts", "__weakref__")   # compiled code is cached per jaxpr
 
     def __init__(self, jaxpr: Jaxpr, consts: Sequence):
         self.jaxpr = jaxpr

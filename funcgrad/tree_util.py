@@ -26,6 +26,7 @@ class _NodeType(NamedTuple):
 
 
 _registry: dict[type, _NodeType] = {}
+_leaf_types: set[type] = set()      # types seen to be leaves (a cache for flattening)
 
 
 def register_pytree_node(nodetype: type, flatten_func: Callable, unflatten_func: Callable) -> None:
@@ -34,6 +35,7 @@ def register_pytree_node(nodetype: type, flatten_func: Callable, unflatten_func:
     if nodetype in _registry:
         raise ValueError(f"register_pytree_node: {nodetype.__name__} is already registered")
     _registry[nodetype] = _NodeType(nodetype.__qualname__, flatten_func, unflatten_func)
+    _leaf_types.discard(nodetype)
 
 
 def register_dataclass(cls: type, data_fields: Iterable[str] | None = None,
@@ -112,6 +114,7 @@ def _node_type(x) -> _NodeType | None:
         register_dataclass(t, data, meta)
         return _registry[t]
     else:
+        _leaf_types.add(t)
         return None
     _registry[t] = node
     return node
@@ -126,8 +129,15 @@ class PyTreeDef:
         self.node = node            # None marks a leaf
         self.aux = aux
         self.children = children
-        self.num_leaves = 1 if node is None else sum(c.num_leaves for c in children)
-        self._hash = hash((node.name if node else None, aux, children))
+        if node is None:
+            self.num_leaves = 1
+            self._hash = hash((None, aux, ()))
+        else:
+            n = 0
+            for c in children:
+                n += c.num_leaves
+            self.num_leaves = n
+            self._hash = hash((node.name, aux, tuple([c._hash for c in children])))
 
     def __hash__(self):
         return self._hash
@@ -202,12 +212,13 @@ def _flatten(x, leaves: list, is_leaf) -> PyTreeDef:
     if is_leaf is not None and is_leaf(x):
         leaves.append(x)
         return _LEAF
-    node = _registry.get(type(x)) or _node_type(x)
-    if node is None:
+    t = type(x)
+    node = _registry.get(t)
+    if node is None and (t in _leaf_types or (node := _node_type(x)) is None):
         leaves.append(x)
         return _LEAF
     children, aux = node.flatten(x)
-    return PyTreeDef(node, aux, tuple(_flatten(c, leaves, is_leaf) for c in children))
+    return PyTreeDef(node, aux, tuple([_flatten(c, leaves, is_leaf) for c in children]))
 
 
 def tree_flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list, PyTreeDef]:

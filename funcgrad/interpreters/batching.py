@@ -80,8 +80,8 @@ def batch_eval(jaxpr: Jaxpr, consts: Sequence, args: Sequence, dims: Sequence[in
 def batch_jaxpr(closed: ClosedJaxpr, in_dims: Sequence[int | None], axis_size: int,
                 out_dims_wanted: Sequence[int | None] | None = None) -> tuple[ClosedJaxpr, list]:
     """Trace the batched jaxpr. Inputs are batched at ``in_dims``; outputs are moved to
-    ``out_dims_wanted`` when given (None there means: must be unbatched or is broadcast... see
-    :func:`match_out_dims`), else left where the rules put them. Returns (jaxpr, out_dims)."""
+    ``out_dims_wanted`` when given (see :func:`match_out_dim`; None there requires an
+    unbatched output), else left where the rules put them. Returns (jaxpr, out_dims)."""
     in_avals = []
     for a, d in zip(closed.in_avals, in_dims):
         shape = list(a.shape)

@@ -18,37 +18,44 @@ from numpy import bool_ as bool  # noqa: A001 (numpy 2 exports `bool`)
 from . import _indexing
 from ._array import array, asarray, astype, ndim, shape, size
 from ._creation import (
-    arange, diag, diagonal, empty, empty_like, eye, full, full_like, identity, indices,
-    linspace, logspace, meshgrid, ones, ones_like, trace, tri, tril, triu, zeros, zeros_like,
+    arange, copy, diag, diagflat, diagonal, empty, empty_like, eye, full, full_like, identity,
+    indices, linspace, logspace, meshgrid, ones, ones_like, trace, tri, tril, triu, vander,
+    zeros, zeros_like,
 )
-from ._dot import dot, inner, kron, matmul, outer, tensordot, vdot
+from ._dot import cross, dot, inner, kron, matmul, outer, polyval, tensordot, vdot, vecdot
+from ._einsum import einsum
+from ._indexing import (
+    argsort, argwhere, choose, compress, extract, flatnonzero, lexsort, nonzero, searchsorted,
+    select, sort, take, take_along_axis, unique,
+)
 from ._reductions import (
-    all, amax, amin, any, argmax, argmin, average, count_nonzero, cumprod, cumsum,
-    cumulative_prod, cumulative_sum, max, mean, min, nanmax, nanmean, nanmin, nansum, prod, ptp,
-    std, sum, var,
+    all, allclose, amax, amin, any, argmax, argmin, array_equal, array_equiv, average,
+    count_nonzero, cumprod, cumsum, cumulative_prod, cumulative_sum, histogram, max, mean,
+    median, min, nanargmax, nanargmin, nancumprod, nancumsum, nanmax, nanmean, nanmin, nanprod,
+    nanstd, nansum, nanvar, percentile, prod, ptp, quantile, std, sum, trapezoid, var,
 )
 from ._shape import (
-    array_split, atleast_1d, atleast_2d, atleast_3d, broadcast_arrays, broadcast_shapes,
-    broadcast_to, column_stack, concat, concatenate, diff, dstack, ediff1d, expand_dims, flip,
-    fliplr, flipud, hsplit, hstack, matrix_transpose, moveaxis, pad, permute_dims, ravel,
+    append, array_split, atleast_1d, atleast_2d, atleast_3d, broadcast_arrays, broadcast_shapes,
+    broadcast_to, column_stack, concat, concatenate, diff, dsplit, dstack, ediff1d, expand_dims,
+    flip, fliplr, flipud, hsplit, hstack, matrix_transpose, moveaxis, pad, permute_dims, ravel,
     repeat, reshape, roll, rollaxis, rot90, row_stack, split, squeeze, stack, swapaxes, tile,
-    transpose, vsplit, vstack,
+    transpose, unstack, vsplit, vstack,
 )
 from ._ufuncs import (
-    abs, absolute, acos, acosh, add, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh,
-    around, asin, asinh, atan, atan2, atanh, bitwise_and, bitwise_invert, bitwise_left_shift,
-    bitwise_not, bitwise_or, bitwise_right_shift, bitwise_xor, cbrt, ceil, clip, conj, conjugate,
-    copysign, cos, cosh, deg2rad, degrees, divide, equal, exp, exp2, expm1, fix, float_power,
-    floor, floor_divide, fmax, fmin, fmod, greater, greater_equal, heaviside, hypot, imag,
-    invert, isfinite, isinf, isnan, isneginf, isposinf, left_shift, less, less_equal, log,
-    log1p, log2, log10, logaddexp, logaddexp2, logical_and, logical_not, logical_or,
-    logical_xor, maximum, minimum, mod, multiply, negative, nextafter, not_equal, positive,
-    power, rad2deg, radians, real, reciprocal, remainder, right_shift, rint, round, sign,
-    signbit, sin, sinc, sinh, sqrt, square, subtract, tan, tanh, true_divide, trunc, where,
+    abs, absolute, acos, acosh, add, angle, arccos, arccosh, arcsin, arcsinh, arctan, arctan2,
+    arctanh, around, asin, asinh, atan, atan2, atanh, bitwise_and, bitwise_invert,
+    bitwise_left_shift, bitwise_not, bitwise_or, bitwise_right_shift, bitwise_xor, cbrt, ceil,
+    clip, conj, conjugate, copysign, cos, cosh, deg2rad, degrees, divide, divmod, equal, exp, exp2,
+    expm1, fabs, fix, float_power, floor, floor_divide, fmax, fmin, fmod, greater, greater_equal,
+    heaviside, hypot, imag, interp, invert, isclose, iscomplex, isfinite, isinf, isnan, isneginf,
+    isposinf, isreal, ldexp, left_shift, less, less_equal, log, log10, log1p, log2, logaddexp,
+    logaddexp2, logical_and, logical_not, logical_or, logical_xor, maximum, minimum, mod, modf,
+    multiply, nan_to_num, negative, nextafter, not_equal, positive, pow, power, rad2deg, radians,
+    real, reciprocal, remainder, right_shift, rint, round, sign, signbit, sin, sinc, sinh, sqrt,
+    square, subtract, tan, tanh, true_divide, trunc, where,
 )
 
-pow = power  # noqa: A001
-
+from . import linalg  # noqa: E402
 from . import _methods  # noqa: E402
 
 _methods.install(__import__(__name__, fromlist=["_"]))

@@ -1,13 +1,21 @@
 """Conversions and NumPy 2 dtype promotion for funcgrad.numpy.
 
 With no transform active, funcgrad.numpy functions call NumPy (or CuPy) directly, so eager
-results are NumPy's own. Under a trace they are built from primitives; the dtype each
-operand is converted to is the one NumPy's own type resolution picks (``ufunc.resolve_dtypes``
-with Python scalars as weak types), so traced and eager results have the same dtypes.
+results are NumPy's own. Under a trace they are built from primitives, converting operands to
+the dtypes NumPy's own type resolution picks (``ufunc.resolve_dtypes`` with Python scalars as
+weak types), so traced and eager results have the same dtypes.
+
+Weak types. A *weakly typed* value stands for a Python scalar: a Python number, or a traced
+input that was one (``grad(f)(3.0)``). As in NumPy 2, weak values take the dtype of the strong
+values they meet (``x32 * 2.0`` is float32). Python arithmetic on Python scalars gives Python
+scalars, so operators (``x * 2``) on only-weak operands stay weak; funcgrad.numpy *functions*,
+like NumPy's, always return strongly typed arrays (``np.sin(3.0)`` is a float64 array scalar,
+and ``np.sin(3.0) * x32`` is float64). Traced results therefore match eager ones exactly.
 """
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,70 +31,90 @@ def tracing() -> bool:
     return bool(core._state.stack)
 
 
-def is_traced(*xs) -> bool:
-    return any(type(x) is Tracer for x in xs)
-
-
-def asarray(x, dtype=None, copy=None):
-    """Like numpy.asarray; traced values stay traced (converted with astype if asked)."""
+def asarray(x, dtype=None, *, copy=None):
+    """numpy.asarray. A traced value stays traced (strongly typed, converted if asked);
+    a (nested) list holding traced values is stacked."""
     if type(x) is Tracer:
-        return x if dtype is None else astype(x, dtype)
+        return astype(strong(x), dtype) if dtype is not None else strong(x)
     if isinstance(x, (list, tuple)) and _contains_tracer(x):
         return _stack_nested(x, dtype)
-    if "cupy" in __import__("sys").modules:
-        import cupy
-        if isinstance(x, cupy.ndarray):
-            return x if dtype is None else x.astype(dtype, copy=False)
-    return np.array(x, dtype=dtype, copy=copy) if copy else np.asarray(x, dtype=dtype)
+    if "cupy" in sys.modules and isinstance(x, sys.modules["cupy"].ndarray):
+        return x if dtype is None else x.astype(dtype, copy=bool(copy))
+    return np.asarray(x, dtype=dtype, copy=copy)
 
 
-def array(x, dtype=None, copy: bool = True, ndmin: int = 0):
-    out = asarray(x, dtype, copy=copy if type(x) is not Tracer else None)
-    nd = core.get_aval(out).ndim
-    if ndmin > nd:
-        out = st.reshape(out, (1,) * (ndmin - nd) + core.get_aval(out).shape)
-    return out
+def array(object, dtype=None, *, copy: bool = True, ndmin: int = 0):
+    """numpy.array (a traced value is never copied: traced arrays are immutable)."""
+    if type(object) is Tracer or isinstance(object, (list, tuple)) and _contains_tracer(object):
+        out = asarray(object, dtype)
+        nd = out.ndim
+        return st.reshape(out, (1,) * (ndmin - nd) + out.shape) if ndmin > nd else out
+    return np.array(object, dtype=dtype, copy=copy, ndmin=ndmin)
 
 
 def _contains_tracer(x) -> bool:
     if type(x) is Tracer:
         return True
-    if isinstance(x, (list, tuple)):
-        return any(_contains_tracer(e) for e in x)
-    return False
+    return isinstance(x, (list, tuple)) and any(_contains_tracer(e) for e in x)
 
 
 def _stack_nested(x, dtype):
     from ._shape import stack
-    return stack([_stack_nested(e, dtype) if isinstance(e, (list, tuple)) else asarray(e, dtype)
-                  for e in x])
+    parts = [_stack_nested(e, None) if isinstance(e, (list, tuple)) else e for e in x]
+    out = stack(promote(*parts)) if parts else np.asarray(x)
+    return astype(out, dtype) if dtype is not None else out
 
 
-def astype(x, dtype, copy: bool = False):
+def astype(x, dtype, copy: bool = True):
+    """``x.astype(dtype)``; traced values get a ``convert_element_type``."""
     dtype = dtypes.canonicalize_dtype(dtype)
     if type(x) is Tracer:
         return ew.convert_element_type(x, dtype)
-    x = asarray(x)
-    return x.astype(dtype, copy=copy)
+    return asarray(x).astype(dtype, copy=copy)
+
+
+def strong(x: Tracer) -> Tracer:
+    """The same traced value, strongly typed (what NumPy's asarray does to a Python scalar)."""
+    aval = x.ir_var.aval
+    return ew.convert_element_type(x, aval.dtype, False) if aval.weak_type else x
 
 
 def operand(x):
-    """A valid operand: tracers, arrays and Python scalars pass; sequences become arrays."""
-    if type(x) is Tracer or type(x) in _PY_SCALARS or isinstance(x, (np.ndarray, np.generic)):
+    """An array argument, as numpy.asarray sees it: tracers (strongly typed), arrays and
+    numpy scalars; Python scalars and sequences become arrays."""
+    if type(x) is Tracer:
+        return strong(x) if x.ir_var.aval.weak_type else x
+    if isinstance(x, np.ndarray):
         return x
     return asarray(x)
 
 
-def aval_key(x):
-    """What NumPy's type resolution needs: a dtype, or the Python type of a weak scalar."""
-    if type(x) in _PY_SCALARS:
-        return type(x)
-    if type(x) is Tracer and x.ir_var.aval.weak_type:
-        return _WEAK_PYTYPE[x.ir_var.aval.dtype.kind]
-    return x.dtype
+def weak_operand(x):
+    """An operand of a ufunc-like function: as :func:`operand`, but Python scalars and weakly
+    typed tracers stay weak (they take the dtype of the arrays they meet)."""
+    if type(x) is Tracer or type(x) in _PY_SCALARS or isinstance(x, (np.ndarray, Literal)):
+        return x
+    return asarray(x)
 
 
-_WEAK_PYTYPE = {"b": bool, "i": int, "u": int, "f": float, "c": complex}
+def is_weak(x) -> bool:
+    t = type(x)
+    return t in _PY_SCALARS or ((t is Tracer or t is Literal) and x.aval.weak_type)
+
+
+_WEAK_PYTYPE = {"i": int, "u": int, "f": float, "c": complex}
+
+
+def dtype_key(x):
+    """What NumPy's type resolution needs: a dtype, or the Python type of a weak value.
+    (NumPy treats Python bools as ``bool`` arrays: bool is the lowest type anyway.)"""
+    t = type(x)
+    if t in _PY_SCALARS:
+        return _WEAK_PYTYPE.get(dtypes.python_scalar_dtype(x).kind, np.dtype(bool))
+    aval = core.get_aval(x)
+    if aval.weak_type:
+        return _WEAK_PYTYPE.get(aval.dtype.kind, aval.dtype)
+    return aval.dtype
 
 
 @functools.lru_cache(maxsize=8192)
@@ -97,78 +125,98 @@ def resolve_ufunc(ufunc: np.ufunc, keys: tuple) -> tuple[np.dtype, ...]:
 
 
 def cast(x, dtype: np.dtype, weak: bool = False):
-    """Convert an operand to ``dtype`` (Python scalars become typed literals)."""
-    if type(x) in _PY_SCALARS:
+    """``x`` as a value of ``dtype`` (weakly typed if ``weak``). Python scalars become 0-d
+    arrays (weak literals if ``weak``); NumPy's own casting errors (``uint8`` from ``300``)
+    are raised as NumPy raises them."""
+    t = type(x)
+    if t in _PY_SCALARS:
         val = np.asarray(x, dtype)
-        return Literal(val, ShapedArray((), dtype, weak)) if tracing() else val
-    if type(x) is Tracer:
-        aval = x.ir_var.aval
-        if aval.dtype == dtype and aval.weak_type == weak:
-            return x
-        return ew.convert_element_type(x, dtype, weak)
-    if x.dtype == dtype:
+        return Literal(val, ShapedArray((), dtype, True)) if weak else val
+    aval = core.get_aval(x)
+    if aval.dtype == dtype and aval.weak_type == weak:
         return x
+    if t is Literal:
+        return Literal(x.val.astype(dtype), ShapedArray((), dtype, weak))
+    if t is Tracer:
+        return ew.convert_element_type(x, dtype, weak)
     return x.astype(dtype)
 
 
-def is_weak(x) -> bool:
-    return type(x) in _PY_SCALARS or (type(x) is Tracer and x.ir_var.aval.weak_type)
+def cast_all(xs: Sequence, dtypes_: Sequence[np.dtype], weak: bool) -> list:
+    """Cast operands for one primitive whose result should be weak iff ``weak``. When some
+    operand is strong the result is strong anyway, so weak tracers that already have the
+    right dtype are left alone (no conversion equation)."""
+    any_strong = not all(is_weak(x) for x in xs)
+    out = []
+    for x, d in zip(xs, dtypes_):
+        if type(x) is Tracer and any_strong and x.ir_var.aval.dtype == d:
+            out.append(x)
+        else:
+            out.append(cast(x, d, weak))
+    return out
 
 
-def promote(*xs):
-    """Convert operands to their NumPy result type (weak Python scalars follow arrays)."""
-    xs = [operand(x) for x in xs]
-    dtype, weak = dtypes.result_type(*(x if type(x) in _PY_SCALARS else core.get_aval(x) for x in xs))
-    return [cast(x, dtype, weak) for x in xs]
+def promote(*xs, weak: bool = False) -> list:
+    """Operands converted to their NumPy result type (weak Python scalars follow arrays).
+    The results are strong unless ``weak`` and every operand is weak."""
+    xs = [weak_operand(x) for x in xs]
+    dtype, all_weak = dtypes.result_type(*(x if type(x) in _PY_SCALARS else core.get_aval(x)
+                                           for x in xs))
+    return cast_all(xs, [dtype] * len(xs), weak and all_weak)
 
 
-def promote_inexact(*xs):
-    """As :func:`promote`, then to the float dtype NumPy computes such operands in."""
-    xs = promote(*xs)
-    dtype = core.get_aval(xs[0]).dtype
-    inexact = dtypes.inexact_for(dtype)
-    if inexact != dtype:
-        weak = all(is_weak(x) for x in xs)
-        xs = [cast(x, inexact, weak) for x in xs]
-    return xs
+def promote_inexact(*xs) -> list:
+    """As :func:`promote`, then to the float dtype NumPy's float ufuncs compute in."""
+    xs = [weak_operand(x) for x in xs]
+    dtype, _ = dtypes.result_type(*(x if type(x) in _PY_SCALARS else core.get_aval(x) for x in xs))
+    return cast_all(xs, [dtypes.inexact_for(dtype)] * len(xs), False)
 
 
 def result_dtype(*xs) -> np.dtype:
-    return dtypes.result_type(*(x if type(x) in _PY_SCALARS else core.get_aval(x) for x in xs))[0]
+    """NumPy's result dtype for these operands (Python scalars weak)."""
+    return dtypes.result_type(*(x if type(x) in _PY_SCALARS else core.get_aval(weak_operand(x))
+                                for x in xs))[0]
 
 
-def shape(x) -> tuple[int, ...]:
-    return core.get_aval(operand(x)).shape
+def shape(a) -> tuple[int, ...]:
+    if type(a) is Tracer:
+        return a.shape
+    return np.shape(a) if not tracing() else core.get_aval(weak_operand(a)).shape
 
 
-def ndim(x) -> int:
-    return len(shape(x))
+def ndim(a) -> int:
+    return len(shape(a))
 
 
-def size(x, axis=None) -> int:
-    s = shape(x)
+def size(a, axis: int | None = None) -> int:
+    s = shape(a)
     return int(np.prod(s, dtype=np.int64)) if axis is None else s[axis]
 
 
-def normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:
-    if not -ndim <= axis < max(ndim, 1):
-        raise np.exceptions.AxisError(f"{name} {axis} is out of bounds for array of dimension {ndim}")
-    return axis % max(ndim, 1)
+def normalize_axis(axis, ndim: int, name: str = "axis") -> int:
+    """``axis`` in ``[0, ndim)`` (NumPy's AxisError otherwise)."""
+    axis = int(axis)
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(axis, ndim)
+    return axis % ndim
 
 
 def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
+    """``None`` (all axes), an int or a sequence of ints -> a tuple of axes in ``[0, ndim)``."""
     if axis is None:
         return tuple(range(ndim))
     if isinstance(axis, (int, np.integer)):
-        axis = (int(axis),)
-    out = tuple(normalize_axis(int(a), ndim) for a in axis)
+        return (normalize_axis(axis, ndim),)
+    out = tuple(normalize_axis(a, ndim) for a in axis)
     if len(set(out)) != len(out):
         raise ValueError("duplicate value in 'axis'")
     return out
 
 
-def value(x) -> Any:
-    """The concrete value of a (possibly traced) integer-like argument, for shapes/indices."""
+def static(x, what: str = "this argument") -> Any:
+    """The concrete value of an argument that must be static (a shape, a count, an index)."""
     if type(x) is Tracer:
-        return x.concrete_value("a traced value used where a static value is needed")
+        return x.concrete_value(f"a traced value used as {what}")
     return x
+
+

@@ -112,3 +112,69 @@ def kron(a, b):
     from ._ufuncs import multiply
     prod = multiply(a_exp, b_exp)
     return st.reshape(prod, tuple(m * n for m, n in zip(sa, sb)))
+
+
+def vecdot(x1, x2, /, *, axis=-1):
+    """Dot products of vectors along ``axis`` (broadcasting over the other axes)."""
+    if not tracing():
+        return np.vecdot(x1, x2, axis=axis)
+    from ._reductions import sum
+    from ._ufuncs import multiply
+    x1, x2, a1, a2 = _prep(x1, x2)
+    if a1.ndim == 0 or a2.ndim == 0:
+        raise ValueError("vecdot: input operands must have at least one dimension")
+    if a1.shape[axis] != a2.shape[axis]:
+        raise ValueError(f"vecdot: vector lengths differ: {a1.shape} and {a2.shape}")
+    prod = multiply(x1, x2)
+    return sum(prod, axis=axis, dtype=prod.dtype)
+
+
+def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    """Cross products of 3-vectors (or 2-vectors, taken as having a zero third component)
+    along ``axisa``/``axisb``, the components of the result along ``axisc``."""
+    if not tracing():
+        return np.cross(a, b, axisa, axisb, axisc, axis)
+    from ._shape import moveaxis
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b, av, bv = _prep(a, b)
+    if av.ndim < 1 or bv.ndim < 1:
+        raise ValueError("At least one array has zero dimension")
+    a, b = moveaxis(a, axisa, -1), moveaxis(b, axisb, -1)
+    na, nb = a.shape[-1], b.shape[-1]
+    if na not in (2, 3) or nb not in (2, 3):
+        raise ValueError("incompatible dimensions for cross product\n(dimension must be 2 or 3)")
+    comp = lambda x, i: st.squeeze(st.slice_in_dim(x, i, i + 1, 1, x.ndim - 1), (x.ndim - 1,))
+    a0, a1, b0, b1 = comp(a, 0), comp(a, 1), comp(b, 0), comp(b, 1)
+    cp2 = a0 * b1 - a1 * b0
+    if na == 2 and nb == 2:
+        return cp2
+    if na == 2:
+        b2 = comp(b, 2)
+        cp0, cp1 = a1 * b2, -(a0 * b2)
+    elif nb == 2:
+        a2 = comp(a, 2)
+        cp0, cp1 = -(a2 * b1), a2 * b0
+    else:
+        a2, b2 = comp(a, 2), comp(b, 2)
+        cp0, cp1 = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2
+    shape = np.broadcast_shapes(a0.shape, b0.shape)
+    cp = st.concatenate([st.expand_dims(st.broadcast_to(c, shape), (len(shape),))
+                         for c in (cp0, cp1, cp2)], len(shape))
+    return moveaxis(cp, -1, axisc)
+
+
+def polyval(p, x):
+    """The polynomial with coefficients ``p`` (highest power first) at ``x``, by Horner's
+    rule as NumPy: ``y = y * x + p[i]`` starting from ``zeros_like(x)``."""
+    if not tracing():
+        return np.polyval(p, x)
+    from ._ufuncs import add, multiply
+    p, x = operand(p), operand(x)
+    if p.ndim == 0:
+        raise TypeError("iteration over a 0-d array")
+    y = st.full(x.shape, 0, x.dtype)
+    for i in range(p.shape[0]):
+        pv = st.squeeze(st.slice_in_dim(p, i, i + 1, 1, 0), (0,))
+        y = add(multiply(y, x), pv)
+    return y

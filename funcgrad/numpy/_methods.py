@@ -15,10 +15,14 @@ from ..core import Tracer
 def install(fnp) -> None:
     T = Tracer
 
+    # Operators use the ``.operator`` variant of a ufunc where it has one: like Python
+    # arithmetic on Python scalars, only-weak operands give a weak result (see _array.py).
     def binop(fn):
+        fn = getattr(fn, "operator", fn)
         return lambda self, other: fn(self, other)
 
     def rbinop(fn):
+        fn = getattr(fn, "operator", fn)
         return lambda self, other: fn(other, self)
 
     for name, fn in [("add", fnp.add), ("sub", fnp.subtract), ("mul", fnp.multiply),
@@ -33,10 +37,10 @@ def install(fnp) -> None:
         setattr(T, f"__{name}__", binop(fn))
     T.__divmod__ = lambda self, other: (fnp.floor_divide(self, other), fnp.remainder(self, other))
     T.__rdivmod__ = lambda self, other: (fnp.floor_divide(other, self), fnp.remainder(other, self))
-    T.__neg__ = lambda self: fnp.negative(self)
+    T.__neg__ = fnp.negative.operator
     T.__pos__ = lambda self: self
-    T.__abs__ = lambda self: fnp.absolute(self)
-    T.__invert__ = lambda self: fnp.invert(self)
+    T.__abs__ = fnp.absolute.operator
+    T.__invert__ = fnp.invert.operator
     T.__round__ = lambda self, ndigits=None: fnp.round(self, ndigits or 0)
     T.__getitem__ = lambda self, idx: fnp._indexing.getitem(self, idx)
 
@@ -74,6 +78,8 @@ def install(fnp) -> None:
     T.nonzero = lambda self: fnp.nonzero(self)
     T.take = lambda self, indices, axis=None: fnp.take(self, indices, axis)
     T.argsort = lambda self, axis=-1: fnp.argsort(self, axis)
+    T.sort = lambda self, axis=-1: fnp.sort(self, axis)   # a sorted copy, as JAX arrays
+    T.searchsorted = lambda self, v, side="left", sorter=None: fnp.searchsorted(self, v, side, sorter)
     for name in ("sum", "prod", "mean", "var", "std", "max", "min", "all", "any", "argmax",
                  "argmin", "cumsum", "cumprod", "ptp"):
         setattr(T, name, getattr(fnp, name))

@@ -1,4 +1,9 @@
-"""Shape manipulation: reshape, transpose, stacking, splitting, tiling, flipping, padding."""
+"""Shape manipulation: reshape, transpose, stacking, splitting, tiling, flipping, padding.
+
+Everything here is structural (reshape, transpose, broadcast, slice, concatenate, pad, rev,
+gather with static indices), so it differentiates and batches through those primitives.
+Sizes, counts and shifts must be static: a traced one is concretized (outside ``jit``).
+"""
 from __future__ import annotations
 
 import builtins
@@ -6,14 +11,20 @@ import builtins
 import numpy as np
 
 from .. import core
-from ..primitives import elementwise as ew, structural as st
-from ._array import asarray, normalize_axes, normalize_axis, operand, promote, shape, tracing, value
+from ..core import Tracer
+from ..primitives import elementwise as ew, indexing as ix, structural as st
+from ._array import normalize_axes, normalize_axis, operand, promote, shape, static, tracing
+
+
+def _ints(xs, what: str) -> tuple[int, ...]:
+    xs = static(xs, what)
+    if isinstance(xs, (int, np.integer)) or np.ndim(xs) == 0:
+        return (int(static(xs, what)),)
+    return tuple(int(static(x, what)) for x in xs)
 
 
 def _infer_shape(newshape, size: int) -> tuple[int, ...]:
-    if isinstance(newshape, (int, np.integer)):
-        newshape = (int(newshape),)
-    newshape = [int(value(s)) for s in newshape]
+    newshape = list(_ints(newshape, "a shape"))
     if newshape.count(-1) > 1:
         raise ValueError("can only specify one unknown dimension")
     if -1 in newshape:
@@ -26,17 +37,24 @@ def _infer_shape(newshape, size: int) -> tuple[int, ...]:
     return tuple(newshape)
 
 
-def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
+def reshape(a, /, shape=None, order="C", *, newshape=None, copy=None):
+    """numpy.reshape (order 'C' or 'F')."""
     shape = newshape if shape is None else shape
     if not tracing():
-        return np.reshape(a, shape, order=order)
-    if order != "C":
-        raise NotImplementedError("funcgrad.numpy.reshape supports order='C' only")
+        return np.reshape(a, shape, order=order, copy=copy)
     a = operand(a)
-    return st.reshape(a, _infer_shape(shape, core.get_aval(a).size))
+    if order == "F":
+        out = st.reshape(st.transpose(a, tuple(reversed(range(a.ndim)))),
+                         tuple(reversed(_infer_shape(shape, a.size))))
+        return st.transpose(out, tuple(reversed(range(out.ndim))))
+    if order not in ("C", "A"):
+        raise NotImplementedError(f"reshape: order={order!r} is not supported")
+    return st.reshape(a, _infer_shape(shape, a.size))
 
 
 def ravel(a, order="C"):
+    if not tracing():
+        return np.ravel(a, order)
     return reshape(a, (-1,), order)
 
 
@@ -44,19 +62,24 @@ def transpose(a, axes=None):
     if not tracing():
         return np.transpose(a, axes)
     a = operand(a)
-    nd = core.get_aval(a).ndim
-    axes = tuple(reversed(range(nd))) if axes is None else tuple(normalize_axis(x, nd) for x in axes)
-    return st.transpose(a, axes)
+    if axes is None:
+        return st.transpose(a, tuple(reversed(range(a.ndim))))
+    axes = _ints(axes, "an axis")
+    if len(axes) != a.ndim:
+        raise ValueError("axes don't match array")
+    return st.transpose(a, normalize_axes(axes, a.ndim))
 
 
 def permute_dims(a, axes=None):
     return transpose(a, axes)
 
 
-def matrix_transpose(x):
-    nd = len(shape(x))
-    if nd < 2:
-        raise ValueError("matrix_transpose needs an array of rank >= 2")
+def matrix_transpose(x, /):
+    if not tracing():
+        return np.matrix_transpose(x)
+    x = operand(x)
+    if x.ndim < 2:
+        raise ValueError("Input array must be at least 2-dimensional")
     return swapaxes(x, -1, -2)
 
 
@@ -64,12 +87,11 @@ def moveaxis(a, source, destination):
     if not tracing():
         return np.moveaxis(a, source, destination)
     a = operand(a)
-    nd = core.get_aval(a).ndim
-    src = normalize_axes(source, nd)
-    dst = normalize_axes(destination, nd)
+    src, dst = normalize_axes(source, a.ndim), normalize_axes(destination, a.ndim)
     if len(src) != len(dst):
-        raise ValueError("source and destination must have the same number of elements")
-    order = [i for i in range(nd) if i not in src]
+        raise ValueError("`source` and `destination` arguments must have the same number of "
+                         "elements")
+    order = [i for i in range(a.ndim) if i not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
     return st.transpose(a, tuple(order))
@@ -79,32 +101,39 @@ def swapaxes(a, axis1, axis2):
     if not tracing():
         return np.swapaxes(a, axis1, axis2)
     a = operand(a)
-    nd = core.get_aval(a).ndim
-    perm = list(range(nd))
-    i, j = normalize_axis(axis1, nd), normalize_axis(axis2, nd)
+    perm = list(range(a.ndim))
+    i, j = normalize_axis(axis1, a.ndim), normalize_axis(axis2, a.ndim)
     perm[i], perm[j] = perm[j], perm[i]
     return st.transpose(a, tuple(perm))
 
 
 def rollaxis(a, axis, start=0):
-    nd = len(shape(a))
-    axis = normalize_axis(axis, nd)
-    start = start % (nd + 1) if start < 0 else start
+    if not tracing():
+        return np.rollaxis(a, axis, start)
+    a = operand(a)
+    n = a.ndim
+    axis = normalize_axis(axis, n)
+    if start < 0:
+        start += n
+    if not 0 <= start < n + 1:
+        raise np.exceptions.AxisError(f"'start' arg requires {-n} <= start < {n + 1}, but "
+                                      f"{start} was passed in")
     if axis < start:
         start -= 1
-    return moveaxis(a, axis, start)
+    perm = [i for i in range(n) if i != axis]
+    perm.insert(start, axis)
+    return st.transpose(a, tuple(perm))
 
 
 def squeeze(a, axis=None):
     if not tracing():
         return np.squeeze(a, axis)
     a = operand(a)
-    s = core.get_aval(a).shape
     if axis is None:
-        axes = tuple(i for i, n in enumerate(s) if n == 1)
+        axes = tuple(i for i, n in enumerate(a.shape) if n == 1)
     else:
-        axes = normalize_axes(axis, len(s))
-        if any(s[i] != 1 for i in axes):
+        axes = normalize_axes(axis, a.ndim)
+        if builtins.any(a.shape[i] != 1 for i in axes):
             raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
     return st.squeeze(a, axes)
 
@@ -114,8 +143,7 @@ def expand_dims(a, axis):
         return np.expand_dims(a, axis)
     a = operand(a)
     n_new = 1 if isinstance(axis, (int, np.integer)) else len(axis)
-    axes = normalize_axes(axis, core.get_aval(a).ndim + n_new)
-    return st.expand_dims(a, axes)
+    return st.expand_dims(a, normalize_axes(axis, a.ndim + n_new))
 
 
 def broadcast_shapes(*shapes):
@@ -126,10 +154,10 @@ def broadcast_to(array, shape):
     if not tracing():
         return np.broadcast_to(array, shape)
     a = operand(array)
-    shape = tuple(int(s) for s in ((shape,) if isinstance(shape, int) else shape))
-    np.broadcast_shapes(core.get_aval(a).shape, shape)  # raises numpy's error on mismatch
-    if len(shape) < core.get_aval(a).ndim or np.broadcast_shapes(core.get_aval(a).shape, shape) != shape:
-        raise ValueError(f"cannot broadcast a {core.get_aval(a).shape} array to shape {shape}")
+    shape = _ints(shape, "a shape")
+    if len(shape) < a.ndim or np.broadcast_shapes(a.shape, shape) != shape:
+        raise ValueError(f"operands could not be broadcast together with remapped shapes "
+                         f"[original->remapped]: {a.shape} and requested shape {shape}")
     return st.broadcast_to(a, shape)
 
 
@@ -137,191 +165,235 @@ def broadcast_arrays(*args):
     if not tracing():
         return np.broadcast_arrays(*args)
     args = [operand(a) for a in args]
-    target = np.broadcast_shapes(*(core.get_aval(a).shape for a in args))
-    return [st.broadcast_to(a, target) for a in args]
+    target = np.broadcast_shapes(*(a.shape for a in args))
+    return tuple(st.broadcast_to(a, target) for a in args)
 
 
-def _atleast(arys, nd, fn):
-    out = [fn(operand(a)) if tracing() else getattr(np, f"atleast_{nd}d")(a) for a in arys]
+def _atleast(np_fn, arys, to_shape):
+    if not tracing():
+        return np_fn(*arys)
+    out = tuple(st.reshape(a, to_shape(a.shape)) for a in map(operand, arys))
     return out[0] if len(out) == 1 else out
 
 
 def atleast_1d(*arys):
-    return _atleast(arys, 1, lambda a: st.reshape(a, (1,)) if core.get_aval(a).ndim == 0 else a)
+    return _atleast(np.atleast_1d, arys, lambda s: s or (1,))
 
 
 def atleast_2d(*arys):
-    def fn(a):
-        s = core.get_aval(a).shape
-        return st.reshape(a, (1,) * (2 - len(s)) + s) if len(s) < 2 else a
-    return _atleast(arys, 2, fn)
+    return _atleast(np.atleast_2d, arys, lambda s: (1,) * (2 - len(s)) + s if len(s) < 2 else s)
 
 
 def atleast_3d(*arys):
-    def fn(a):
-        s = core.get_aval(a).shape
-        if len(s) == 0:
-            return st.reshape(a, (1, 1, 1))
-        if len(s) == 1:
-            return st.reshape(a, (1,) + s + (1,))
-        if len(s) == 2:
-            return st.reshape(a, s + (1,))
-        return a
-    return _atleast(arys, 3, fn)
+    def to_shape(s):
+        return {0: (1, 1, 1), 1: (1,) + s + (1,), 2: s + (1,)}.get(len(s), s)
+    return _atleast(np.atleast_3d, arys, to_shape)
 
 
-def concatenate(arrays, axis=0, dtype=None):
+def concatenate(arrays, /, axis=0, out=None, *, dtype=None, casting="same_kind"):
     if not tracing():
-        return np.concatenate(arrays, axis=axis, dtype=dtype)
+        return np.concatenate(arrays, axis=axis, out=out, dtype=dtype, casting=casting)
+    if out is not None:
+        raise TypeError("concatenate: out= is not supported on traced values")
     arrays = [operand(a) for a in arrays]
+    if not arrays:
+        raise ValueError("need at least one array to concatenate")
     if axis is None:
-        arrays, axis = [ravel(a) for a in arrays], 0
+        arrays, axis = [st.reshape(a, (a.size,)) for a in arrays], 0
+    if arrays[0].ndim == 0:
+        raise ValueError("zero-dimensional arrays cannot be concatenated")
     arrays = promote(*arrays)
     if dtype is not None:
         arrays = [ew.convert_element_type(a, dtype) for a in arrays]
-    nd = core.get_aval(arrays[0]).ndim
-    if nd == 0:
-        raise ValueError("zero-dimensional arrays cannot be concatenated")
-    return st.concatenate(arrays, normalize_axis(axis, nd))
+    return st.concatenate(arrays, normalize_axis(axis, arrays[0].ndim))
 
 
 concat = concatenate
 
 
-def stack(arrays, axis=0, dtype=None):
+def stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
     if not tracing():
-        return np.stack(arrays, axis=axis, dtype=dtype)
+        return np.stack(arrays, axis=axis, out=out, dtype=dtype, casting=casting)
     arrays = [operand(a) for a in arrays]
     if not arrays:
         raise ValueError("need at least one array to stack")
-    shapes = {core.get_aval(a).shape for a in arrays}
-    if len(shapes) != 1:
+    if len({a.shape for a in arrays}) != 1:
         raise ValueError("all input arrays must have the same shape")
-    nd = core.get_aval(arrays[0]).ndim + 1
-    ax = normalize_axis(axis, nd)
-    return concatenate([st.expand_dims(a, (ax,)) for a in arrays], axis=ax, dtype=dtype)
+    ax = normalize_axis(axis, arrays[0].ndim + 1)
+    return concatenate([st.expand_dims(a, (ax,)) for a in arrays], axis=ax, out=out, dtype=dtype)
 
 
-def hstack(tup, dtype=None):
+def unstack(x, /, *, axis=0):
+    """The slices of ``x`` along ``axis``, as a tuple."""
     if not tracing():
-        return np.hstack(tup, dtype=dtype)
+        return np.unstack(x, axis=axis)
+    x = operand(x)
+    ax = normalize_axis(axis, x.ndim)
+    return tuple(st.squeeze(st.slice_in_dim(x, i, i + 1, 1, ax), (ax,)) for i in range(x.shape[ax]))
+
+
+def hstack(tup, *, dtype=None, casting="same_kind"):
+    if not tracing():
+        return np.hstack(tup, dtype=dtype, casting=casting)
     arrs = [atleast_1d(a) for a in tup]
-    return concatenate(arrs, axis=0 if core.get_aval(arrs[0]).ndim == 1 else 1, dtype=dtype)
+    return concatenate(arrs, axis=0 if arrs and arrs[0].ndim == 1 else 1, dtype=dtype)
 
 
-def vstack(tup, dtype=None):
+def vstack(tup, *, dtype=None, casting="same_kind"):
     if not tracing():
-        return np.vstack(tup, dtype=dtype)
+        return np.vstack(tup, dtype=dtype, casting=casting)
     return concatenate([atleast_2d(a) for a in tup], axis=0, dtype=dtype)
 
 
 row_stack = vstack
 
 
-def dstack(tup, dtype=None):
+def dstack(tup):
     if not tracing():
         return np.dstack(tup)
-    return concatenate([atleast_3d(a) for a in tup], axis=2, dtype=dtype)
+    return concatenate([atleast_3d(a) for a in tup], axis=2)
 
 
 def column_stack(tup):
     if not tracing():
         return np.column_stack(tup)
-    cols = []
-    for a in tup:
-        a = operand(a)
-        cols.append(st.reshape(a, (core.get_aval(a).shape[0], 1)) if core.get_aval(a).ndim < 2 else a)
+    cols = [operand(a) for a in tup]
+    cols = [st.reshape(a, (a.size, 1)) if a.ndim < 2 else a for a in cols]
     return concatenate(cols, axis=1)
 
 
-def _split_points(n: int, indices_or_sections, strict: bool) -> list[int]:
-    if isinstance(indices_or_sections, (int, np.integer)):
+def append(arr, values, axis=None):
+    """``concatenate((arr, values), axis)``; with ``axis=None`` both are flattened."""
+    if not tracing():
+        return np.append(arr, values, axis)
+    return concatenate([operand(arr), operand(values)], axis=axis)
+
+
+def _split_points(n: int, indices_or_sections, strict: bool) -> list[tuple[int, int]]:
+    if np.ndim(indices_or_sections) == 0:
         sections = int(indices_or_sections)
         if sections <= 0:
             raise ValueError("number sections must be larger than 0.")
         if strict and n % sections:
             raise ValueError("array split does not result in an equal division")
-        each, extra = divmod(n, sections)
-        sizes = [each + 1] * extra + [each] * (sections - extra)
-        return list(np.cumsum([0] + sizes))
-    idx = [builtins.min(builtins.max(int(i) if i >= 0 else n + int(i), 0), n) for i in indices_or_sections]
-    return [0] + idx + [n]
+        each, extra = builtins.divmod(n, sections)
+        bounds = np.cumsum([0] + [each + 1] * extra + [each] * (sections - extra)).tolist()
+    else:
+        bounds = [0] + [int(i) for i in indices_or_sections] + [n]
+    # Each piece is the Python slice bounds[i]:bounds[i+1] (negative and out-of-range
+    # indices resolved separately for each piece, as NumPy's sary[st:end]).
+    pieces = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        start, stop, _ = builtins.slice(lo, hi).indices(n)
+        pieces.append((start, builtins.max(start, stop)))
+    return pieces
+
+
+def _split(ary, indices_or_sections, axis, strict):
+    a = operand(ary)
+    ax = normalize_axis(axis, a.ndim)
+    pieces = _split_points(a.shape[ax], static(indices_or_sections, "split points"), strict)
+    return [st.slice_in_dim(a, lo, hi, 1, ax) for lo, hi in pieces]
 
 
 def split(ary, indices_or_sections, axis=0):
+    if not tracing():
+        return np.split(ary, indices_or_sections, axis)
     return _split(ary, indices_or_sections, axis, strict=True)
 
 
 def array_split(ary, indices_or_sections, axis=0):
+    if not tracing():
+        return np.array_split(ary, indices_or_sections, axis)
     return _split(ary, indices_or_sections, axis, strict=False)
 
 
-def _split(ary, indices_or_sections, axis, strict):
-    if not tracing():
-        fn = np.split if strict else np.array_split
-        return fn(ary, indices_or_sections, axis)
-    a = operand(ary)
-    s = core.get_aval(a).shape
-    ax = normalize_axis(axis, len(s))
-    pts = _split_points(s[ax], indices_or_sections, strict)
-    return [st.slice_in_dim(a, builtins.min(p, q), q, 1, ax) for p, q in zip(pts[:-1], pts[1:])]
-
-
 def hsplit(ary, indices_or_sections):
+    if not tracing():
+        return np.hsplit(ary, indices_or_sections)
+    if len(shape(ary)) == 0:
+        raise ValueError("hsplit only works on arrays of 1 or more dimensions")
     return split(ary, indices_or_sections, axis=1 if len(shape(ary)) > 1 else 0)
 
 
 def vsplit(ary, indices_or_sections):
+    if not tracing():
+        return np.vsplit(ary, indices_or_sections)
+    if len(shape(ary)) < 2:
+        raise ValueError("vsplit only works on arrays of 2 or more dimensions")
     return split(ary, indices_or_sections, axis=0)
+
+
+def dsplit(ary, indices_or_sections):
+    if not tracing():
+        return np.dsplit(ary, indices_or_sections)
+    if len(shape(ary)) < 3:
+        raise ValueError("dsplit only works on arrays of 3 or more dimensions")
+    return split(ary, indices_or_sections, axis=2)
 
 
 def tile(A, reps):
     if not tracing():
         return np.tile(A, reps)
     a = operand(A)
-    reps = (int(reps),) if isinstance(reps, (int, np.integer)) else tuple(int(r) for r in reps)
-    s = core.get_aval(a).shape
-    nd = builtins.max(len(s), len(reps))
-    s = (1,) * (nd - len(s)) + s
+    reps = _ints(reps, "tile repetitions")
+    nd = builtins.max(a.ndim, len(reps))
+    s = (1,) * (nd - a.ndim) + a.shape
     reps = (1,) * (nd - len(reps)) + reps
-    a = st.reshape(a, s)
-    # Broadcast to (r0, s0, r1, s1, ...) then merge pairs.
-    inter = tuple(x for r, n in zip(reps, s) for x in (r, n))
-    b = st.broadcast_in_dim(a, inter, tuple(range(1, 2 * nd, 2)))
+    # Broadcast to (r0, s0, r1, s1, ...) then merge the pairs.
+    b = st.broadcast_in_dim(st.reshape(a, s), tuple(x for r, n in zip(reps, s) for x in (r, n)),
+                            tuple(range(1, 2 * nd, 2)))
     return st.reshape(b, tuple(r * n for r, n in zip(reps, s)))
 
 
-def repeat(a, repeats, axis=None, *, total_repeat_length=None):
+def _take_static(a, idx, axis: int):
+    """``np.take(a, idx, axis)`` for a static integer index vector ``idx``."""
+    idx = np.asarray(idx, np.int64)
+    if idx.size == a.shape[axis] and np.array_equal(idx, np.arange(idx.size)):
+        return a
+    out = ix.gather(a, idx[:, None], (axis,))    # the gathered axis comes first
+    return moveaxis(out, 0, axis) if axis else out
+
+
+def repeat(a, repeats, axis=None):
     if not tracing():
         return np.repeat(a, repeats, axis)
     a = operand(a)
     if axis is None:
-        a, axis = ravel(a), 0
-    s = core.get_aval(a).shape
-    ax = normalize_axis(axis, len(s))
-    reps = value(repeats)
-    if np.ndim(reps) == 0:
+        a, axis = st.reshape(a, (a.size,)), 0
+    ax = normalize_axis(axis, a.ndim)
+    reps = np.asarray(static(repeats, "the repeat counts"))
+    if reps.ndim == 0:
         r = int(reps)
-        b = st.broadcast_in_dim(a, s[:ax + 1] + (r,) + s[ax + 1:], tuple(i for i in range(len(s) + 1) if i != ax + 1))
+        if r < 0:
+            raise ValueError("repeats may not contain negative values.")
+        s = a.shape
+        b = st.broadcast_in_dim(a, s[:ax + 1] + (r,) + s[ax + 1:],
+                                tuple(i for i in range(len(s) + 1) if i != ax + 1))
         return st.reshape(b, s[:ax] + (s[ax] * r,) + s[ax + 1:])
-    reps = np.asarray(reps)
-    idx = np.repeat(np.arange(s[ax]), reps)
-    from ._indexing import take
-    return take(a, idx, axis=ax)
+    return _take_static(a, np.repeat(np.arange(a.shape[ax]), reps), ax)
 
 
 def flip(m, axis=None):
     if not tracing():
         return np.flip(m, axis)
     m = operand(m)
-    return st.rev(m, normalize_axes(axis, core.get_aval(m).ndim))
+    return st.rev(m, normalize_axes(axis, m.ndim))
 
 
 def fliplr(m):
+    if not tracing():
+        return np.fliplr(m)
+    if len(shape(m)) < 2:
+        raise ValueError("Input must be >= 2-d.")
     return flip(m, 1)
 
 
 def flipud(m):
+    if not tracing():
+        return np.flipud(m)
+    if len(shape(m)) < 1:
+        raise ValueError("Input must be >= 1-d.")
     return flip(m, 0)
 
 
@@ -330,30 +402,33 @@ def roll(a, shift, axis=None):
         return np.roll(a, shift, axis)
     a = operand(a)
     if axis is None:
-        return reshape(roll(ravel(a), shift, 0), core.get_aval(a).shape)
-    shifts = (shift,) if isinstance(shift, (int, np.integer)) else tuple(shift)
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    if len(shifts) == 1:
-        shifts = shifts * len(axes)
-    s = core.get_aval(a).shape
-    for sh, ax in zip(shifts, axes):
-        ax = normalize_axis(ax, len(s))
-        n = s[ax]
-        if n == 0:
-            continue
-        k = int(value(sh)) % n
+        return st.reshape(roll(st.reshape(a, (a.size,)), shift, 0), a.shape)
+    pairs = np.broadcast(np.asarray(static(shift, "the roll shift")), np.asarray(axis))
+    shifts = [0] * a.ndim
+    for sh, ax in pairs:
+        shifts[normalize_axis(ax, a.ndim)] += int(sh)
+    for ax, sh in enumerate(shifts):
+        n = a.shape[ax]
+        k = sh % n if n else 0
         if k:
-            a = st.concatenate([st.slice_in_dim(a, n - k, n, 1, ax), st.slice_in_dim(a, 0, n - k, 1, ax)], ax)
+            a = st.concatenate([st.slice_in_dim(a, n - k, n, 1, ax),
+                                st.slice_in_dim(a, 0, n - k, 1, ax)], ax)
     return a
 
 
 def rot90(m, k=1, axes=(0, 1)):
     if not tracing():
         return np.rot90(m, k, axes)
+    m = operand(m)
+    axes = tuple(axes)
+    if len(axes) != 2:
+        raise ValueError("len(axes) must be 2.")
+    a0, a1 = (normalize_axis(x, m.ndim) for x in axes)
+    if a0 == a1:
+        raise ValueError("Axes must be different.")
     k %= 4
-    a0, a1 = axes
     if k == 0:
-        return operand(m)
+        return m
     if k == 2:
         return flip(flip(m, a0), a1)
     if k == 1:
@@ -361,98 +436,155 @@ def rot90(m, k=1, axes=(0, 1)):
     return flip(swapaxes(m, a0, a1), a1)
 
 
-def _pad_widths(pad_width, nd):
-    pw = np.broadcast_to(np.asarray(value(pad_width), dtype=np.int64).reshape(-1, 2)
-                         if np.ndim(value(pad_width)) > 0 else np.int64(value(pad_width)), (nd, 2))
+# --- padding ------------------------------------------------------------------------------------
+
+
+def _pad_widths(pad_width, nd) -> list[tuple[int, int]]:
+    pw = np.asarray(static(pad_width, "pad widths"))
+    if pw.dtype.kind not in "iu":
+        raise TypeError("`pad_width` must be of integral type.")
+    pw = np.broadcast_to(pw.reshape(-1, 2) if pw.ndim else pw, (nd, 2))
+    if np.any(pw < 0):
+        raise ValueError("index can't contain negative values")
     return [(int(lo), int(hi)) for lo, hi in pw]
 
 
-def pad(array, pad_width, mode="constant", *, constant_values=0):
-    """numpy.pad for modes constant, edge, reflect, symmetric and wrap."""
+def _pad_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """Which source position fills each position of an axis padded by (lo, hi)."""
+    k = np.arange(-lo, n + hi)
+    if mode == "wrap":
+        return k % n
+    if mode == "symmetric":
+        j = k % (2 * n)
+        return np.where(j >= n, 2 * n - 1 - j, j)
+    if mode == "reflect":
+        if n == 1:
+            return np.zeros_like(k)
+        period = 2 * (n - 1)
+        j = np.abs(k) % period
+        return np.where(j >= n, period - j, j)
+    raise AssertionError(mode)
+
+
+def _pad_stat(a, ax, lo, hi, mode, stat_length):
+    """Pad axis ``ax`` with a statistic (maximum, minimum, mean) of the edge region."""
+    from . import _reductions as red_fns
+    n = a.shape[ax]
+    lengths = _pad_widths(n if stat_length is None else stat_length, a.ndim)[ax]
+    parts = []
+    for width, (start, stop) in ((lo, (0, builtins.min(lengths[0], n))),
+                                 (hi, (n - builtins.min(lengths[1], n), n))):
+        if stop <= start and mode != "mean":
+            raise ValueError("stat_length of 0 yields no value for padding")
+        region = st.slice_in_dim(a, start, stop, 1, ax)
+        if mode == "mean":
+            stat = _round_if_int(red_fns.mean(region, axis=ax, keepdims=True), a.dtype)
+        else:
+            stat = getattr(red_fns, mode[:3])(region, axis=ax, keepdims=True)
+        shape = a.shape[:ax] + (width,) + a.shape[ax + 1:]
+        parts.append(st.broadcast_to(stat, shape))
+    return st.concatenate([parts[0], a, parts[1]], ax)
+
+
+def _round_if_int(x, dtype):
+    if dtype.kind in "iu":
+        x = ew.round(x)
+    return ew.convert_element_type(x, dtype)
+
+
+def pad(array, pad_width, mode="constant", **kwargs):
+    """numpy.pad for the modes constant, edge, reflect, symmetric, wrap, maximum, minimum,
+    mean and empty (which pads with zeros)."""
     if not tracing():
-        kw = {"constant_values": constant_values} if mode == "constant" else {}
-        return np.pad(array, pad_width, mode, **kw)
+        return np.pad(array, pad_width, mode, **kwargs)
     a = operand(array)
-    nd = core.get_aval(a).ndim
-    widths = _pad_widths(pad_width, nd)
-    if mode == "constant":
-        cv = np.asarray(value(constant_values)) if not isinstance(constant_values, core.Tracer) else constant_values
-        if np.ndim(cv) == 0 or isinstance(cv, core.Tracer):
-            return st.pad(a, ew.convert_element_type(cv, core.get_aval(a).dtype) if isinstance(cv, core.Tracer)
-                          else np.asarray(cv, core.get_aval(a).dtype), [(lo, hi, 0) for lo, hi in widths])
-        cvs = np.broadcast_to(cv.reshape(-1, 2) if cv.ndim else cv, (nd, 2))
-        for ax, (lo, hi) in enumerate(widths):
-            cfg = [(0, 0, 0)] * nd
-            cfg[ax] = (lo, 0, 0)
-            a = st.pad(a, np.asarray(cvs[ax][0], core.get_aval(a).dtype), cfg)
-            cfg[ax] = (0, hi, 0)
-            a = st.pad(a, np.asarray(cvs[ax][1], core.get_aval(a).dtype), cfg)
-        return a
+    widths = _pad_widths(pad_width, a.ndim)
+    if mode in ("constant", "empty"):
+        return _pad_constant(a, widths, kwargs.get("constant_values", 0) if mode == "constant" else 0)
+    if kwargs.get("reflect_type", "even") != "even":
+        raise NotImplementedError("pad: reflect_type='odd' is not supported on traced values")
     for ax, (lo, hi) in enumerate(widths):
-        a = _pad_axis(a, ax, lo, hi, mode)
+        if lo == hi == 0:
+            continue
+        n = a.shape[ax]
+        if n == 0:
+            raise ValueError(f"can't extend empty axis {ax} using modes other than 'constant' "
+                             "or 'empty'")
+        if mode == "edge":
+            first, last = st.slice_in_dim(a, 0, 1, 1, ax), st.slice_in_dim(a, n - 1, n, 1, ax)
+            grow = lambda edge, w: st.broadcast_to(edge, a.shape[:ax] + (w,) + a.shape[ax + 1:])
+            a = st.concatenate([grow(first, lo), a, grow(last, hi)], ax)
+        elif mode in ("wrap", "reflect", "symmetric"):
+            a = _take_static(a, _pad_index(n, lo, hi, mode), ax)
+        elif mode in ("maximum", "minimum", "mean"):
+            a = _pad_stat(a, ax, lo, hi, mode, kwargs.get("stat_length"))
+        else:
+            raise NotImplementedError(f"pad mode {mode!r} is not supported on traced values")
     return a
 
 
-def _pad_axis(a, ax, lo, hi, mode):
-    n = core.get_aval(a).shape[ax]
-    if lo == hi == 0:
-        return a
-    sl = lambda s, e: st.slice_in_dim(a, s, e, 1, ax)
-    if mode == "edge":
-        pieces = [sl(0, 1)] * lo + [a] + [sl(n - 1, n)] * hi
-        return st.concatenate(pieces, ax)
-    if mode == "wrap":
-        idx = np.arange(-lo, n + hi) % n
-    elif mode == "reflect":
-        period = 2 * (n - 1) if n > 1 else 1
-        idx = np.abs(np.arange(-lo, n + hi)) % period if n > 1 else np.zeros(lo + n + hi, np.int64)
-        idx = np.where(idx >= n, period - idx, idx) if n > 1 else idx
-    elif mode == "symmetric":
-        period = 2 * n
-        j = np.arange(-lo, n + hi) % period
-        idx = np.where(j >= n, period - 1 - j, j)
-    else:
-        raise NotImplementedError(f"pad mode {mode!r} is not supported")
-    from ._indexing import take
-    return take(a, idx, axis=ax)
+def _pad_constant(a, widths, constant_values):
+    if type(constant_values) is Tracer:
+        cv = ew.convert_element_type(constant_values, a.dtype)
+        if cv.ndim:
+            raise NotImplementedError("pad: traced constant_values must be a scalar")
+        return st.pad(a, cv, [(lo, hi, 0) for lo, hi in widths])
+    cv = np.asarray(constant_values)
+    if cv.ndim == 0:
+        return st.pad(a, cv.astype(a.dtype), [(lo, hi, 0) for lo, hi in widths])
+    # Per-axis (before, after) values: pad one axis at a time (later axes fill the corners).
+    cvs = np.broadcast_to(cv.reshape(-1, 2), (a.ndim, 2)).astype(a.dtype)
+    for ax, (lo, hi) in enumerate(widths):
+        for value, config in ((cvs[ax][0], (lo, 0, 0)), (cvs[ax][1], (0, hi, 0))):
+            cfg = [(0, 0, 0)] * a.ndim
+            cfg[ax] = config
+            a = st.pad(a, value, cfg)
+    return a
 
 
-def diff(a, n=1, axis=-1, prepend=None, append=None):
+# --- differences --------------------------------------------------------------------------------
+
+
+def diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
     if not tracing():
-        kw = {k: v for k, v in (("prepend", prepend), ("append", append)) if v is not None}
-        return np.diff(a, n, axis, **kw)
+        return np.diff(a, n, axis, prepend, append)
+    if n == 0:
+        return a
+    if n < 0:
+        raise ValueError("order must be non-negative but got " + repr(n))
     a = operand(a)
-    nd = core.get_aval(a).ndim
-    ax = normalize_axis(axis, nd)
-    parts = []
-    for extra in (prepend,):
-        if extra is not None:
-            parts.append(_match_for_diff(extra, a, ax))
-    parts.append(a)
-    if append is not None:
-        parts.append(_match_for_diff(append, a, ax))
+    if a.ndim == 0:
+        raise ValueError("diff requires input that is at least one dimensional")
+    ax = normalize_axis(axis, a.ndim)
+    parts = [_diff_edge(v, a, ax) for v in (prepend,) if v is not np._NoValue] + [a] + \
+            [_diff_edge(v, a, ax) for v in (append,) if v is not np._NoValue]
     if len(parts) > 1:
         a = concatenate(parts, axis=ax)
-    from ._ufuncs import not_equal, subtract
     for _ in range(n):
-        m = core.get_aval(a).shape[ax]
-        hi, lo = st.slice_in_dim(a, 1, m, 1, ax), st.slice_in_dim(a, 0, m - 1, 1, ax)
-        a = not_equal(hi, lo) if core.get_aval(a).dtype == np.bool_ else subtract(hi, lo)
+        m = a.shape[ax]
+        hi = st.slice_in_dim(a, builtins.min(1, m), m, 1, ax)
+        lo = st.slice_in_dim(a, 0, builtins.max(m - 1, 0), 1, ax)
+        a = ew.ne(hi, lo) if a.dtype.kind == "b" else ew.sub(hi, lo)
     return a
 
 
-def _match_for_diff(v, a, ax):
+def _diff_edge(v, a, ax):
     v = operand(v)
-    s = list(core.get_aval(a).shape)
-    if core.get_aval(v).ndim == 0:
-        s[ax] = 1
-        return st.broadcast_to(v, tuple(s))
+    if v.ndim == 0:
+        return st.broadcast_to(v, a.shape[:ax] + (1,) + a.shape[ax + 1:])
     return v
 
 
 def ediff1d(ary, to_end=None, to_begin=None):
-    a = ravel(ary)
-    d = diff(a)
-    parts = ([ravel(asarray(to_begin))] if to_begin is not None else []) + [d] + \
-            ([ravel(asarray(to_end))] if to_end is not None else [])
-    return concatenate(parts) if len(parts) > 1 else d
+    """Differences of the flattened array, with optional values before and after (cast to
+    the array's dtype)."""
+    if not tracing():
+        return np.ediff1d(ary, to_end, to_begin)
+    a = operand(ary)
+    a = st.reshape(a, (a.size,))
+    d = ew.sub(st.slice_in_dim(a, builtins.min(1, a.size), a.size, 1, 0),
+               st.slice_in_dim(a, 0, builtins.max(a.size - 1, 0), 1, 0))
+    extra = lambda v: ew.convert_element_type(ravel(operand(v)), a.dtype)
+    parts = ([extra(to_begin)] if to_begin is not None else []) + [d] + \
+            ([extra(to_end)] if to_end is not None else [])
+    return st.concatenate(parts, 0)

@@ -309,7 +309,9 @@ defjvp_zero(not_p)
 
 
 def _pow_jvp_x(g, ans, x, y):
-    return g * select(y == 0, zeros_like(y), y * pow(x, y - 1))
+    # y * x ** (y - 1); at x = y = 0 that is 0 * inf, and the derivative is 0.
+    at_origin = bitwise_and(eq(x, 0), eq(y, 0))
+    return g * select(at_origin, zeros_like(ans), y * pow(x, y - 1))
 
 
 def _pow_jvp_y(g, ans, x, y):
@@ -376,7 +378,9 @@ rem_p = binary("rem", np.remainder, (lambda g, ans, x, y: g,
                                      lambda g, ans, x, y: -g * floor_divide(x, y)),
                "fg_rem({0}, {1})")
 floor_divide_p = binary("floor_divide", np.floor_divide, None, "fg_floordiv({0}, {1})")
-nextafter_p = binary("nextafter", np.nextafter, None, "fg_nextafter({0}, {1})", kinds=FLOAT)
+# nextafter(x, y) is x moved by one ulp: its derivative is that of x.
+nextafter_p = binary("nextafter", np.nextafter, (lambda g, ans, x, y: g, None),
+                     "fg_nextafter({0}, {1})", kinds=FLOAT)
 
 # Comparisons -> bool
 eq_p = binary("eq", np.equal, None, "({0} == {1})", kinds=ANY, out_dtype=dtypes.bool_)
@@ -456,10 +460,11 @@ clamp_p.abstract_eval = _abstract("clamp", ANY)
 clamp_p.batch = _broadcasting_batch(clamp_p)
 clamp_p.elementwise = True
 clamp_p.c_expr = "fg_min(fg_max({0}, {1}), {2})"
+# The result is hi wherever max(x, lo) > hi (also when lo > hi), else lo where x < lo, else x.
 defjvp(clamp_p,
        lambda g, ans, x, lo, hi: g * select((x >= lo) & (x <= hi), ones_like(ans), zeros_like(ans)),
-       lambda g, ans, x, lo, hi: g * select(x < lo, ones_like(ans), zeros_like(ans)),
-       lambda g, ans, x, lo, hi: g * select(x > hi, ones_like(ans), zeros_like(ans)))
+       lambda g, ans, x, lo, hi: g * select((x < lo) & (lo <= hi), ones_like(ans), zeros_like(ans)),
+       lambda g, ans, x, lo, hi: g * select((x > hi) | (lo > hi), ones_like(ans), zeros_like(ans)))
 
 # ---------------------------------------------------------------------------------------------
 # Casts
@@ -476,7 +481,8 @@ def _convert_abstract(x, *, new_dtype, weak_type=False):
 def _convert_jvp(primals, tangents, *, new_dtype, weak_type=False):
     (x,), (t,) = primals, tangents
     ans = convert_element_type(x, new_dtype, weak_type)
-    if type(t) is Zero or not dtypes.is_differentiable(new_dtype) or not dtypes.is_differentiable(x.dtype):
+    if (type(t) is Zero or not dtypes.is_differentiable(new_dtype)
+            or not dtypes.is_differentiable(core.get_aval(x).dtype)):
         return ans, Zero.like(ans)
     return ans, convert_element_type(t, new_dtype, weak_type)
 

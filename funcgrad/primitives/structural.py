@@ -117,7 +117,7 @@ def full(shape, value, dtype):
     shape = tuple(int(s) for s in shape)
     if not core.is_tracing():
         return np.full(shape, value, dtype)
-    scalar = core.Literal(np.asarray(value, dtype)) if not isinstance(value, core.Tracer) else \
+    scalar = np.asarray(value, dtype) if not isinstance(value, core.Tracer) else \
         ew.convert_element_type(value, dtype)
     return broadcast_in_dim(scalar, shape, ())
 

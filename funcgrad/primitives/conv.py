@@ -1,0 +1,890 @@
+"""Sliding-window primitives: conv_general_dilated and the reduce_window family (pooling).
+
+Both slide a window over the spatial axes of an operand that is first *dilated* (``d - 1``
+fill values between neighbours) and *padded* (``(lo, hi)`` per axis, negative values crop).
+The numpy impls build a strided *window view* of that operand, which copies nothing, then
+
+* conv: copy the view once into patch matrices (im2col) and contract them with the kernel in
+  one batched BLAS matmul, in which feature groups and batch groups are matmul batch axes;
+  or, when that buffer would be the larger one (fewer output than input features, as in
+  input gradients), multiply the kernel into the undilated input first and add the products
+  into place with one strided add per kernel offset (col2im);
+* reduce_window: combine the windows' offsets with one vectorized operation per offset.
+
+Gradients are again windowed primitives: a conv's transposes are convs (the identities are
+derived next to the rules), sum pooling transposes to sum pooling, and max/min pooling
+differentiates through the position of the chosen element (``window_gather``, whose transpose
+is ``window_scatter_add``). So reverse mode stays BLAS-backed, and vmap folds the batch into
+batch, feature or group dimensions (or a size-1 window axis) instead of looping.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from .. import core, dtypes
+from ..core import ShapedArray
+from ..interpreters import ad
+from ..interpreters.ad import Zero, defjvp, defjvp_zero, deflinear, is_undefined
+from ..interpreters.batching import batch_size, move_to_front_or_broadcast, moveaxis
+from . import elementwise as ew, structural as st
+
+# ---------------------------------------------------------------------------------------------
+# Window geometry, shared by every primitive here (sizes along one axis)
+
+
+def _dilated(n: int, d: int) -> int:
+    """Size of an axis of ``n`` elements with ``d - 1`` holes between neighbours."""
+    return 0 if n == 0 else (n - 1) * d + 1
+
+
+def _num_windows(padded: int, k: int, stride: int, window_dilation: int) -> int:
+    """Window positions along an axis of ``padded`` elements (0 if the window does not fit)."""
+    return max(0, (padded - _dilated(k, window_dilation)) // stride + 1)
+
+
+def _window_out_size(name: str, avals, axis: str, n: int, k: int, stride: int, pad: tuple[int, int],
+                     base_dilation: int, window_dilation: int) -> int:
+    """Number of window positions along one axis; a trace-time error if a non-empty axis has
+    none (an empty axis gives an empty result)."""
+    padded = _dilated(n, base_dilation) + pad[0] + pad[1]
+    window = _dilated(k, window_dilation)
+    if k < 1 or (padded < window and n > 0):
+        raise core.type_error(name, f"along {axis}, the window (size {k}, dilated to {window}) is "
+                              f"larger than the padded, dilated input (size {n}, padded to "
+                              f"{padded})", avals)
+    return _num_windows(padded, k, stride, window_dilation)
+
+
+def _transpose_padding(n: int, out: int, k: int, stride: int, lo: int, base_dilation: int,
+                       window_dilation: int) -> tuple[int, int]:
+    """Padding of the window op that carries an output cotangent back to the input.
+
+    Output ``t`` reads input ``h`` through window offset ``j`` when
+    ``t*stride + j*window_dilation - lo == h*base_dilation``. Dilating the cotangent by
+    ``stride``, padding it by ``lo' = (k-1)*window_dilation - lo`` in front, and sliding the
+    flipped window with stride ``base_dilation`` visits exactly those pairs; ``hi'`` makes
+    the result ``n`` long (it may be negative: trailing outputs that read only padding)."""
+    window = _dilated(k, window_dilation)
+    lo_t = window - 1 - lo
+    hi_t = (n - 1) * base_dilation + window - _dilated(out, stride) - lo_t
+    return lo_t, hi_t
+
+
+def padding_pairs(name: str, padding, in_sizes: Sequence[int], window_sizes: Sequence[int],
+                  strides: Sequence[int], base_dilation: Sequence[int] | None = None,
+                  window_dilation: Sequence[int] | None = None) -> tuple[tuple[int, int], ...]:
+    """``(lo, hi)`` per windowed axis from explicit pairs or "SAME" / "SAME_LOWER" / "VALID".
+
+    SAME pads so that ``out = ceil(in / stride)`` (on the dilated input), with the odd
+    element at the end (SAME) or at the start (SAME_LOWER); VALID does not pad."""
+    n = len(in_sizes)
+    base_dilation = base_dilation or (1,) * n
+    window_dilation = window_dilation or (1,) * n
+    if isinstance(padding, str):
+        kind = padding.upper()
+        if kind == "VALID":
+            return ((0, 0),) * n
+        if kind not in ("SAME", "SAME_LOWER"):
+            raise ValueError(f"{name}: padding must be 'SAME', 'SAME_LOWER', 'VALID' or a sequence "
+                             f"of (low, high) pairs, got {padding!r}")
+        pairs = []
+        for size, k, s, bd, wd in zip(in_sizes, window_sizes, strides, base_dilation,
+                                      window_dilation):
+            size, window = _dilated(size, bd), _dilated(k, wd)
+            total = max((-(-size // s) - 1) * s + window - size, 0)
+            lo = total // 2 if kind == "SAME" else total - total // 2
+            pairs.append((lo, total - lo))
+        return tuple(pairs)
+    try:
+        pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: padding must be a string or a sequence of (low, high) pairs, "
+                         f"got {padding!r}") from None
+    if len(pairs) != n:
+        raise ValueError(f"{name}: padding {padding!r} needs {n} (low, high) pairs, one per "
+                         "windowed axis")
+    return pairs
+
+
+def _ints(name: str, what: str, values, n: int, per: str = "spatial axis") -> tuple[int, ...]:
+    """``values`` as a tuple of ``n`` ints (all 1 when None)."""
+    if values is None:
+        return (1,) * n
+    values = tuple(int(v) for v in values)
+    if len(values) != n:
+        raise ValueError(f"{name}: {what} {values} needs one entry per {per} ({n})")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Array helpers of the impls (numpy or cupy through ``xp``)
+
+
+def _embedding(shape, axes, padding, dilation):
+    """Where an array of ``shape`` lands when dilated and padded along ``axes``: the result's
+    shape, and slices ``src`` (of the array) and ``dst`` (of the result) with
+    ``result[dst] = array[src]``. Negative padding crops, so ``src`` may be partial."""
+    out_shape = list(shape)
+    src = [slice(None)] * len(shape)
+    dst = [slice(None)] * len(shape)
+    for ax, (lo, hi), d in zip(axes, padding, dilation):
+        n = shape[ax]
+        size = _dilated(n, d) + lo + hi
+        first = max(0, -(lo // d))                 # first element at a position >= 0
+        last = min(n - 1, (size - 1 - lo) // d)    # last element at a position < size
+        out_shape[ax] = size
+        if last < first:
+            src[ax] = dst[ax] = slice(0, 0)
+        else:
+            src[ax] = slice(first, last + 1)
+            dst[ax] = slice(lo + first * d, lo + last * d + 1, d)
+    return tuple(out_shape), tuple(src), tuple(dst)
+
+
+def _pad_and_dilate(xp, x, axes, padding, dilation, fill):
+    if all(p == (0, 0) for p in padding) and all(d == 1 for d in dilation):
+        return x
+    shape, src, dst = _embedding(x.shape, axes, padding, dilation)
+    out = xp.full(shape, fill, dtype=x.dtype)
+    out[dst] = x[src]
+    return out
+
+
+def _window_view(xp, x, axes, window, strides, window_dilation):
+    """A strided view of ``x`` (no copy): each axis in ``axes`` indexes window positions, and
+    one trailing axis per window dimension indexes the offset inside the window."""
+    shape, strides_b = list(x.shape), list(x.strides)
+    for ax, k, s, d in zip(axes, window, strides, window_dilation):
+        shape[ax] = _num_windows(x.shape[ax], k, s, d)
+        strides_b[ax] = x.strides[ax] * s
+    shape += list(window)
+    strides_b += [x.strides[ax] * d for ax, d in zip(axes, window_dilation)]
+    return xp.lib.stride_tricks.as_strided(x, tuple(shape), tuple(strides_b))
+
+
+def _inverse(perm: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argsort(perm))
+
+
+# ---------------------------------------------------------------------------------------------
+# conv_general_dilated(lhs, rhs)
+#
+# In canonical layout, lhs x[n, c, *s], rhs w[o, i, *k], out y[n, o, *t]:
+#   y[n, o, t] = sum_{i, k} xp[n', g*I + i, t*stride + k*rhs_dilation] * w[o, i, k]
+# where xp is x dilated by lhs_dilation and padded, g = o // (O / feature_group_count) is the
+# feature group of o, and n' = b*N_out + n with b = o // (O / batch_group_count) the batch
+# group of o. At most one of the two group counts exceeds 1.
+
+
+class ConvDimensionNumbers(NamedTuple):
+    """Axis positions. lhs_spec: (batch, feature, *spatial); rhs_spec: (out feature,
+    in feature, *spatial); out_spec: (batch, feature, *spatial). Spatial axes correspond in
+    order."""
+    lhs_spec: tuple[int, ...]
+    rhs_spec: tuple[int, ...]
+    out_spec: tuple[int, ...]
+
+
+def conv_dimension_numbers(ndim: int, dimension_numbers=None) -> ConvDimensionNumbers:
+    """Normalize dimension numbers: None (NCHW, OIHW, NCHW for any rank), three layout strings
+    such as ``("NHWC", "HWIO", "NHWC")`` (spatial letters matched by name, in the rhs's order),
+    or a ConvDimensionNumbers."""
+    name = "conv_general_dilated"
+    if dimension_numbers is None:
+        spec = tuple(range(ndim))
+        return ConvDimensionNumbers(spec, spec, spec)
+    if isinstance(dimension_numbers, ConvDimensionNumbers):
+        dn = ConvDimensionNumbers(*(tuple(int(a) for a in s) for s in dimension_numbers))
+    elif len(dimension_numbers) == 3 and all(isinstance(s, str) for s in dimension_numbers):
+        lhs, rhs, out = dimension_numbers
+        spatial = [c for c in rhs if c not in "OI"]
+        for layout, special in ((lhs, "NC"), (rhs, "OI"), (out, "NC")):
+            if (len(layout) != ndim or len(set(layout)) != ndim
+                    or sorted(layout) != sorted(special + "".join(spatial))):
+                raise ValueError(f"{name}: dimension_numbers {dimension_numbers} are not layouts "
+                                 f"of rank {ndim} with the same spatial letters (lhs needs N, C; "
+                                 "rhs O, I; out N, C)")
+        dn = ConvDimensionNumbers(*(tuple(layout.index(c) for c in special + "".join(spatial))
+                                    for layout, special in ((lhs, "NC"), (rhs, "OI"), (out, "NC"))))
+    else:
+        raise ValueError(f"{name}: dimension_numbers must be None, three layout strings or a "
+                         f"ConvDimensionNumbers, got {dimension_numbers!r}")
+    if any(sorted(s) != list(range(ndim)) for s in dn):
+        raise ValueError(f"{name}: dimension_numbers {dn} are not permutations of {ndim} axes")
+    return dn
+
+
+def _conv_impl(xp, lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
+               dimension_numbers, feature_group_count, batch_group_count, preferred_element_type):
+    lhs_spec, rhs_spec, out_spec = dimension_numbers
+    if preferred_element_type is not None and lhs.dtype != preferred_element_type:
+        lhs, rhs = lhs.astype(preferred_element_type), rhs.astype(preferred_element_type)
+    x, w = xp.transpose(lhs, lhs_spec), xp.transpose(rhs, rhs_spec)   # (N, C, *S), (O, I, *K)
+    t_shape = tuple(_num_windows(_dilated(n, ld) + lo + hi, k, s, rd)
+                    for n, k, s, (lo, hi), ld, rd in zip(x.shape[2:], w.shape[2:], window_strides,
+                                                        padding, lhs_dilation, rhs_dilation))
+    b, g = batch_group_count, feature_group_count
+    (n, _), (o, i) = x.shape[:2], w.shape[:2]
+    # Two BLAS formulations; take the one whose intermediate buffer is smaller (per example
+    # and kernel offset): patches hold in-features x outputs, scatter terms out-features x inputs.
+    if (o // (b * g)) * math.prod(x.shape[2:]) < i * math.prod(t_shape):
+        out = _conv_by_scatter(xp, x, w, t_shape, window_strides, padding, lhs_dilation,
+                               rhs_dilation, g, b)
+    else:
+        out = _conv_by_patches(xp, x, w, t_shape, window_strides, padding, lhs_dilation,
+                               rhs_dilation, g, b)
+    if b > 1:                     # (B, N/B, G, O/(BG), *T): batch groups index out-features
+        out = xp.swapaxes(out, 0, 1)
+    return xp.transpose(out.reshape((n // b, o) + t_shape), _inverse(out_spec))
+
+
+def _conv_by_patches(xp, x, w, t_shape, window_strides, padding, lhs_dilation, rhs_dilation, g, b):
+    """im2col: copy each window of the dilated, padded input once into patch matrices, then
+    one batched matmul with the kernel. Returns (B, N/B, G, O/(BG), *T)."""
+    nsp = x.ndim - 2
+    spatial = tuple(range(2, 2 + nsp))
+    x = _pad_and_dilate(xp, x, spatial, padding, lhs_dilation, 0)
+    win = _window_view(xp, x, spatial, w.shape[2:], window_strides, rhs_dilation)  # (N, C, *T, *K)
+    (n, c), (o, i) = x.shape[:2], w.shape[:2]
+    og, k_size, t_size = o // (b * g), math.prod(w.shape[2:]), math.prod(t_shape)
+    win = win.reshape((b, n // b, g, i) + win.shape[2:])      # a view: axes only split
+    t_axes, k_axes = tuple(range(4, 4 + nsp)), tuple(range(4 + nsp, 4 + 2 * nsp))
+    kernel = w.reshape(b, 1, g, og, i * k_size)
+    # The longer of the window-position and window-offset runs goes innermost, so the copy
+    # streams. Few positions (kernel gradients): examples and positions share one matmul row
+    # axis, so each group is a single large product.
+    if t_size >= k_size:
+        patches = xp.transpose(win, (0, 1, 2, 3) + k_axes + t_axes)
+        out = xp.matmul(kernel, patches.reshape(b, n // b, g, i * k_size, t_size))
+    else:
+        patches = xp.transpose(win, (0, 2, 1) + t_axes + (3,) + k_axes)
+        out = xp.matmul(patches.reshape(b, g, (n // b) * t_size, i * k_size),
+                        xp.swapaxes(kernel.reshape(b, g, og, i * k_size), -1, -2))
+        out = xp.transpose(out.reshape(b, g, n // b, t_size, og), (0, 2, 1, 4, 3))
+    return out.reshape(out.shape[:4] + t_shape)
+
+
+def _scatter_slices(q_size: int, t_size: int, stride: int, lhs_dilation: int, c: int):
+    """The inputs q and outputs t with ``t*stride == q*lhs_dilation + c`` (0 <= q < q_size,
+    0 <= t < t_size), as a pair of slices, or None. They step together: q by
+    stride/gcd, t by lhs_dilation/gcd."""
+    gcd = math.gcd(lhs_dilation, stride)
+    if c % gcd:
+        return None
+    dq, dt = stride // gcd, lhs_dilation // gcd
+    residue = (-(c // gcd) * pow(dt, -1, dq)) % dq       # q*dt = -c/gcd (mod dq)
+    first = max(0, -(c // lhs_dilation))                 # t >= 0
+    q0 = first + (residue - first) % dq
+    t0 = (q0 * lhs_dilation + c) // stride
+    count = min(-(-(q_size - q0) // dq), -(-(t_size - t0) // dt))
+    if count <= 0:
+        return None
+    return slice(q0, q0 + (count - 1) * dq + 1, dq), slice(t0, t0 + (count - 1) * dt + 1, dt)
+
+
+def _conv_by_scatter(xp, x, w, t_shape, window_strides, padding, lhs_dilation, rhs_dilation, g, b):
+    """col2im: z[k, q] = w[:, :, k] @ x[:, :, q] in one batched matmul on the undilated,
+    unpadded input, then one strided add per kernel offset k of z[k] into the outputs its
+    inputs reach (``t*stride == q*lhs_dilation + lo - k*rhs_dilation``). Cheaper than
+    patches when there are fewer output than input features, as in input gradients."""
+    nsp = x.ndim - 2
+    (n, c), (o, i) = x.shape[:2], w.shape[:2]
+    q_shape, k_shape = x.shape[2:], w.shape[2:]
+    og = o // (b * g)
+    kernel = xp.transpose(w, (0,) + tuple(range(2, 2 + nsp)) + (1,))
+    kernel = kernel.reshape(b, 1, g, og * math.prod(k_shape), i)
+    z = xp.matmul(kernel, x.reshape(b, n // b, g, i, math.prod(q_shape)))
+    z = z.reshape((b, n // b, g, og) + k_shape + q_shape)
+    out = xp.zeros((b, n // b, g, og) + t_shape, z.dtype)
+    for k in np.ndindex(*k_shape):
+        pairs = [_scatter_slices(q, t, s, ld, lo - j * rd) for q, t, s, ld, (lo, _), j, rd
+                 in zip(q_shape, t_shape, window_strides, lhs_dilation, padding, k, rhs_dilation)]
+        if None not in pairs:
+            q_slices, t_slices = zip(*pairs)
+            out[(Ellipsis,) + t_slices] += z[(Ellipsis,) + k + q_slices]
+    return out
+
+
+def _conv_abstract(lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
+                   dimension_numbers, feature_group_count, batch_group_count,
+                   preferred_element_type):
+    name, avals = "conv_general_dilated", [lhs, rhs]
+    lhs_spec, rhs_spec, out_spec = dimension_numbers
+    if lhs.dtype != rhs.dtype or lhs.dtype.kind not in "iufc":
+        raise core.type_error(name, "lhs and rhs must be numeric arrays of the same dtype", avals)
+    if lhs.ndim != rhs.ndim or lhs.ndim != len(lhs_spec) or lhs.ndim < 2:
+        raise core.type_error(name, f"lhs and rhs must both have rank {len(lhs_spec)} (batch, "
+                              f"feature and {len(lhs_spec) - 2} spatial axes) as the "
+                              f"dimension_numbers {tuple(dimension_numbers)} say", avals)
+    nsp = lhs.ndim - 2
+    for what, v in (("window_strides", window_strides), ("padding", padding),
+                    ("lhs_dilation", lhs_dilation), ("rhs_dilation", rhs_dilation)):
+        if len(v) != nsp:
+            raise core.type_error(name, f"{what} {v} needs one entry per spatial axis ({nsp})",
+                                  avals)
+    if any(s < 1 for s in window_strides + lhs_dilation + rhs_dilation):
+        raise core.type_error(name, "window_strides and dilations must be positive", avals)
+    g, b = feature_group_count, batch_group_count
+    if g < 1 or b < 1 or (g > 1 and b > 1):
+        raise core.type_error(name, f"feature_group_count ({g}) and batch_group_count ({b}) must "
+                              "be positive, and at most one of them may exceed 1", avals)
+    n, c = lhs.shape[lhs_spec[0]], lhs.shape[lhs_spec[1]]
+    o, i = rhs.shape[rhs_spec[0]], rhs.shape[rhs_spec[1]]
+    if c != i * g:
+        raise core.type_error(name, f"lhs feature axis {lhs_spec[1]} has size {c}, but the rhs "
+                              f"input-feature axis {rhs_spec[1]} has size {i} and "
+                              f"feature_group_count is {g} (need {c} == {i} * {g})", avals)
+    if o % (g * b) or n % b:
+        raise core.type_error(name, f"the rhs output features ({o}) must divide into "
+                              f"feature_group_count * batch_group_count ({g * b}) groups and "
+                              f"the lhs batch ({n}) into batch_group_count ({b})", avals)
+    shape = [0] * lhs.ndim
+    shape[out_spec[0]], shape[out_spec[1]] = n // b, o
+    for j in range(nsp):
+        shape[out_spec[2 + j]] = _window_out_size(
+            name, avals, f"spatial axis {j}", lhs.shape[lhs_spec[2 + j]],
+            rhs.shape[rhs_spec[2 + j]], window_strides[j], padding[j], lhs_dilation[j],
+            rhs_dilation[j])
+    dtype = preferred_element_type or lhs.dtype
+    return ShapedArray(tuple(shape), dtype, lhs.weak_type and rhs.weak_type)
+
+
+def _spatial(shape, spec):
+    return tuple(shape[a] for a in spec[2:])
+
+
+def _regroup(x, src: int, dst: int, groups: int):
+    """Split axis ``src`` into (groups, rest), keep ``rest`` there and make ``groups`` the
+    major factor of axis ``dst``."""
+    if groups == 1:
+        return x
+    shape = core.get_aval(x).shape
+    x = st.reshape(x, shape[:src] + (groups, shape[src] // groups) + shape[src + 1:])
+    d = dst + (dst > src)
+    x = moveaxis(x, src, d - 1 if d > src else d)
+    new = list(shape)
+    new[src] //= groups
+    new[dst] *= groups
+    return st.reshape(x, tuple(new))
+
+
+def _in_dtype(x, dtype):
+    return x if core.get_aval(x).dtype == dtype else ew.convert_element_type(x, dtype)
+
+
+def _conv_transpose_lhs(ct, rhs, lhs_aval: ShapedArray, *, window_strides, padding, lhs_dilation,
+                        rhs_dilation, dimension_numbers, feature_group_count, batch_group_count):
+    """x_bar[n, c, h] = sum_{o, j} ct~[n, o, h*lhs_dilation + j*rhs_dilation] w[o, c, K-1-j]:
+    a conv of the stride-dilated, re-padded cotangent with the flipped kernel whose in/out
+    feature roles are swapped; feature groups stay groups. Batch groups become feature groups
+    whose outputs are then moved from the feature axis to the batch axis."""
+    lhs_spec, rhs_spec, out_spec = dimension_numbers
+    rhs_aval, ct_aval = core.get_aval(rhs), core.get_aval(ct)
+    if ct_aval.size == 0 or lhs_aval.size == 0:
+        return ad.zeros(lhs_aval)
+    groups = feature_group_count * batch_group_count
+    pads = tuple(_transpose_padding(n, t, k, s, lo, ld, rd) for n, t, k, s, (lo, _), ld, rd in zip(
+        _spatial(lhs_aval.shape, lhs_spec), _spatial(ct_aval.shape, out_spec),
+        _spatial(rhs_aval.shape, rhs_spec), window_strides, padding, lhs_dilation, rhs_dilation))
+    kernel = st.rev(_regroup(rhs, rhs_spec[0], rhs_spec[1], groups), rhs_spec[2:])
+    dn = ConvDimensionNumbers(out_spec, (rhs_spec[1], rhs_spec[0]) + rhs_spec[2:], lhs_spec)
+    out = conv_general_dilated_p.bind(
+        ct, _in_dtype(kernel, ct_aval.dtype), window_strides=lhs_dilation, padding=pads,
+        lhs_dilation=window_strides, rhs_dilation=rhs_dilation, dimension_numbers=dn,
+        feature_group_count=groups, batch_group_count=1, preferred_element_type=None)
+    out = _regroup(out, lhs_spec[1], lhs_spec[0], batch_group_count)
+    return _in_dtype(out, lhs_aval.dtype)
+
+
+def _conv_transpose_rhs(ct, lhs, rhs_aval: ShapedArray, *, window_strides, padding, lhs_dilation,
+                        rhs_dilation, dimension_numbers, feature_group_count, batch_group_count):
+    """w_bar[o, i, k] = sum_{n, t} xp[n, i, k*rhs_dilation + t*stride] ct[n, o, t]: a conv
+    of lhs (batch and feature roles swapped) with the cotangent as kernel (its batch axis is
+    contracted), window stride rhs_dilation and kernel dilation stride. Feature groups
+    become batch groups and batch groups become feature groups."""
+    lhs_spec, rhs_spec, out_spec = dimension_numbers
+    lhs_aval, ct_aval = core.get_aval(lhs), core.get_aval(ct)
+    if ct_aval.size == 0 or rhs_aval.size == 0:
+        return ad.zeros(rhs_aval)
+    pads = tuple((lo, _dilated(k, rd) + _dilated(t, s) - 1 - _dilated(n, ld) - lo)
+                 for n, t, k, s, (lo, _), ld, rd in zip(
+                     _spatial(lhs_aval.shape, lhs_spec), _spatial(ct_aval.shape, out_spec),
+                     _spatial(rhs_aval.shape, rhs_spec), window_strides, padding, lhs_dilation,
+                     rhs_dilation))
+    swap = lambda spec: (spec[1], spec[0]) + spec[2:]
+    dn = ConvDimensionNumbers(swap(lhs_spec), swap(out_spec), swap(rhs_spec))
+    out = conv_general_dilated_p.bind(
+        _in_dtype(lhs, ct_aval.dtype), ct, window_strides=rhs_dilation, padding=pads,
+        lhs_dilation=lhs_dilation, rhs_dilation=window_strides, dimension_numbers=dn,
+        feature_group_count=batch_group_count, batch_group_count=feature_group_count,
+        preferred_element_type=None)
+    return _in_dtype(out, rhs_aval.dtype)
+
+
+def _conv_transpose(ct, lhs, rhs, *, preferred_element_type, **params):
+    if type(ct) is Zero:
+        return [None, None]
+    return [_conv_transpose_lhs(ct, rhs, lhs.aval, **params) if is_undefined(lhs) else None,
+            _conv_transpose_rhs(ct, lhs, rhs.aval, **params) if is_undefined(rhs) else None]
+
+
+def _fold_in(x, bdim: int, axis: int, groups: int = 1):
+    """Merge the batch axis ``bdim`` of ``x`` into (per-example) axis ``axis``, as the middle
+    factor of (groups, batch, axis size / groups)."""
+    shape = core.get_aval(x).shape
+    rest = shape[:bdim] + shape[bdim + 1:]
+    x = _regroup(moveaxis(x, bdim, axis), axis + 1, axis, groups)    # (.., (g, V), n/g, ..)
+    return st.reshape(x, rest[:axis] + (rest[axis] * shape[bdim],) + rest[axis + 1:])
+
+
+def _split_out(y, axis: int, groups: int, size: int):
+    """Inverse of :func:`_fold_in` on an output: axis ``axis`` of ``y`` is (groups, batch,
+    rest); return ``y`` with the batch as its own axis ``axis``."""
+    shape = core.get_aval(y).shape
+    rest = shape[axis] // (groups * size)
+    if groups == 1:
+        return st.reshape(y, shape[:axis] + (size, rest) + shape[axis + 1:])
+    y = st.reshape(y, shape[:axis] + (groups, size, rest) + shape[axis + 1:])
+    y = moveaxis(y, axis + 1, axis)
+    return st.reshape(y, shape[:axis] + (size, groups * rest) + shape[axis + 1:])
+
+
+def _conv_batch(args, dims, **params):
+    (lhs, rhs), (dl, dr) = args, dims
+    lhs_spec, rhs_spec, out_spec = params["dimension_numbers"]
+    g, b = params["feature_group_count"], params["batch_group_count"]
+    size = batch_size(args, dims)
+    if size == 0:       # no examples to fold into groups: an empty result
+        avals = [core.get_aval(a) for a in args]
+        avals = [a if d is None else a.update(shape=a.shape[:d] + a.shape[d + 1:])
+                 for a, d in zip(avals, dims)]
+        out = _conv_abstract(*avals, **params)
+        return st.full((0,) + out.shape, 0, out.dtype), 0
+    if dr is None:      # the batch joins lhs's batch axis, inside each batch group
+        out = conv_general_dilated_p.bind(_fold_in(lhs, dl, lhs_spec[0], b), rhs, **params)
+        return _split_out(out, out_spec[0], 1, size), out_spec[0]
+    if dl is None:      # per-example kernels: more output features in each group
+        out = conv_general_dilated_p.bind(lhs, _fold_in(rhs, dr, rhs_spec[0], g * b), **params)
+        return _split_out(out, out_spec[1], g * b, size), out_spec[1]
+    # Both batched: each example is its own group (of features, or of batch when the conv
+    # already has batch groups).
+    w = _fold_in(rhs, dr, rhs_spec[0])
+    if b == 1:
+        out = conv_general_dilated_p.bind(_fold_in(lhs, dl, lhs_spec[1]), w,
+                                          **{**params, "feature_group_count": size * g})
+    else:
+        out = conv_general_dilated_p.bind(_fold_in(lhs, dl, lhs_spec[0]), w,
+                                          **{**params, "batch_group_count": size * b})
+    return _split_out(out, out_spec[1], 1, size), out_spec[1]
+
+
+conv_general_dilated_p = core.Primitive("conv_general_dilated")
+conv_general_dilated_p.impl = _conv_impl
+conv_general_dilated_p.abstract_eval = _conv_abstract
+conv_general_dilated_p.transpose = _conv_transpose
+conv_general_dilated_p.batch = _conv_batch
+defjvp(conv_general_dilated_p,
+       lambda g, ans, lhs, rhs, **params: conv_general_dilated_p.bind(g, rhs, **params),
+       lambda g, ans, lhs, rhs, **params: conv_general_dilated_p.bind(lhs, g, **params))
+
+
+def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
+                         lhs_dilation: Sequence[int] | None = None,
+                         rhs_dilation: Sequence[int] | None = None, dimension_numbers=None,
+                         feature_group_count: int = 1, batch_group_count: int = 1,
+                         preferred_element_type=None):
+    """General N-d convolution (cross-correlation, as in deep learning).
+
+    ``padding``: "SAME", "SAME_LOWER", "VALID" or ``(low, high)`` pairs per spatial axis
+    (applied to the lhs after ``lhs_dilation``; negative values crop). ``lhs_dilation`` > 1
+    gives transposed ("fractionally strided") convs, ``rhs_dilation`` atrous ones.
+    ``dimension_numbers``: None (NCHW, OIHW, NCHW), layout strings like
+    ``("NHWC", "HWIO", "NHWC")``, or a :class:`ConvDimensionNumbers`."""
+    name = "conv_general_dilated"
+    lhs_aval, rhs_aval = core.get_aval(lhs), core.get_aval(rhs)
+    if lhs_aval.ndim != rhs_aval.ndim or lhs_aval.ndim < 2:
+        raise core.type_error(name, "lhs and rhs must have the same rank, at least 2 (batch, "
+                              "feature, then spatial axes)", [lhs_aval, rhs_aval])
+    dn = conv_dimension_numbers(lhs_aval.ndim, dimension_numbers)
+    nsp = lhs_aval.ndim - 2
+    strides = _ints(name, "window_strides", window_strides, nsp)
+    lhs_dilation = _ints(name, "lhs_dilation", lhs_dilation, nsp)
+    rhs_dilation = _ints(name, "rhs_dilation", rhs_dilation, nsp)
+    pads = padding_pairs(name, padding, _spatial(lhs_aval.shape, dn.lhs_spec),
+                         _spatial(rhs_aval.shape, dn.rhs_spec), strides, lhs_dilation, rhs_dilation)
+    params = dict(window_strides=strides, padding=pads, lhs_dilation=lhs_dilation,
+                  rhs_dilation=rhs_dilation, dimension_numbers=dn,
+                  feature_group_count=int(feature_group_count),
+                  batch_group_count=int(batch_group_count),
+                  preferred_element_type=None if preferred_element_type is None
+                  else np.dtype(preferred_element_type))
+    _conv_abstract(lhs_aval, rhs_aval, **params)   # eager too: the same checks and messages
+    return conv_general_dilated_p.bind(lhs, rhs, **params)
+
+
+def conv(lhs, rhs, window_strides: Sequence[int], padding, preferred_element_type=None):
+    """Convolution in NCHW / OIHW layout (any number of spatial axes)."""
+    return conv_general_dilated(lhs, rhs, window_strides, padding,
+                                preferred_element_type=preferred_element_type)
+
+
+def conv_with_general_padding(lhs, rhs, window_strides: Sequence[int], padding,
+                              lhs_dilation: Sequence[int] | None,
+                              rhs_dilation: Sequence[int] | None, preferred_element_type=None):
+    """Convolution in NCHW / OIHW layout with dilations."""
+    return conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                preferred_element_type=preferred_element_type)
+
+
+def conv_transpose(lhs, rhs, strides: Sequence[int], padding,
+                   rhs_dilation: Sequence[int] | None = None, dimension_numbers=None,
+                   transpose_kernel: bool = False, preferred_element_type=None):
+    """Transposed convolution: upsample ``lhs`` by ``strides`` (as lhs_dilation) and convolve.
+
+    With "SAME" the output is ``in * stride`` long, with "VALID" ``in * stride +
+    max(k - stride, 0)`` (k the dilated kernel size): the paddings are those of the gradient
+    of a forward conv with that padding. ``transpose_kernel=True`` flips the kernel's
+    spatial axes and swaps its in/out features, which makes this exactly the gradient of
+    ``conv_general_dilated`` with respect to its lhs."""
+    name = "conv_transpose"
+    lhs_aval, rhs_aval = core.get_aval(lhs), core.get_aval(rhs)
+    dn = conv_dimension_numbers(lhs_aval.ndim, dimension_numbers)
+    nsp = lhs_aval.ndim - 2
+    strides = _ints(name, "strides", strides, nsp)
+    rhs_dilation = _ints(name, "rhs_dilation", rhs_dilation, nsp)
+    if transpose_kernel:
+        rhs = st.rev(rhs, dn.rhs_spec[2:])
+        dn = dn._replace(rhs_spec=(dn.rhs_spec[1], dn.rhs_spec[0]) + dn.rhs_spec[2:])
+    if isinstance(padding, str):
+        kind = padding.upper()
+        if kind not in ("SAME", "VALID"):
+            raise ValueError(f"{name}: padding must be 'SAME', 'VALID' or (low, high) pairs, "
+                             f"got {padding!r}")
+        pads = []
+        for k, s, d in zip(_spatial(rhs_aval.shape, dn.rhs_spec), strides, rhs_dilation):
+            k = _dilated(k, d)
+            if kind == "SAME":
+                lo = k - 1 - max(k - s, 0) // 2
+                pads.append((lo, k + s - 2 - lo))
+            else:
+                pads.append((k - 1, s - 1 + max(k - s, 0)))
+        padding = tuple(pads)
+    return conv_general_dilated(lhs, rhs, (1,) * nsp, padding, strides, rhs_dilation, dn,
+                                preferred_element_type=preferred_element_type)
+
+
+# ---------------------------------------------------------------------------------------------
+# The reduce_window family: every operand axis is windowed (use window size 1 for axes that are
+# not pooled). Params: window_dimensions, window_strides, padding, base_dilation (holes between
+# operand elements, filled like padding) and window_dilation.
+#
+#   reduce_window_sum / _max / _min    the pooled values
+#   reduce_window_argmax / _argmin     int32 position inside the window of the first max / min
+#   window_gather(t, pos)              t's element at window position pos (linear in t)
+#   window_scatter_add(ct, pos)        its transpose: add ct back at those positions
+
+
+def _window_shape(name: str, avals, shape, window_dimensions, window_strides, padding,
+                  base_dilation, window_dilation) -> tuple[int, ...]:
+    nd = len(shape)
+    for what, v in (("window_dimensions", window_dimensions), ("window_strides", window_strides),
+                    ("padding", padding), ("base_dilation", base_dilation),
+                    ("window_dilation", window_dilation)):
+        if len(v) != nd:
+            raise core.type_error(name, f"{what} {v} needs one entry per operand axis ({nd})",
+                                  avals)
+    if any(s < 1 for s in window_strides + base_dilation + window_dilation):
+        raise core.type_error(name, "window_strides and dilations must be positive", avals)
+    return tuple(_window_out_size(name, avals, f"axis {a}", *args) for a, args in enumerate(zip(
+        shape, window_dimensions, window_strides, padding, base_dilation, window_dilation)))
+
+
+def _identity(computation: str, dtype: np.dtype):
+    """The fill value that never wins: 0 for sums, the lowest value for max, the highest for min."""
+    if computation == "sum":
+        return dtype.type(0)
+    if dtype.kind == "b":
+        return np.bool_(computation == "min")
+    if dtype.kind == "f":
+        return dtype.type(-np.inf if computation == "max" else np.inf)
+    info = np.iinfo(dtype)
+    return dtype.type(info.min if computation == "max" else info.max)
+
+
+def _windows(xp, x, computation, window_dimensions, window_strides, padding, base_dilation,
+             window_dilation):
+    """The window view of ``x``, padded and dilated with the identity of ``computation``."""
+    axes = tuple(range(x.ndim))
+    x = _pad_and_dilate(xp, x, axes, padding, base_dilation, _identity(computation, x.dtype))
+    return _window_view(xp, x, axes, window_dimensions, window_strides, window_dilation)
+
+
+def _offsets(view, ndim: int):
+    """The strided slices of a window view, one per window offset, in row-major order."""
+    return (view[(Ellipsis,) + off] for off in np.ndindex(*view.shape[ndim:]))
+
+
+_COMBINE = {"sum": "add", "max": "maximum", "min": "minimum"}
+
+
+def _reduce_window_impl(xp, x, *, computation, **geometry):
+    combine = getattr(xp, _COMBINE[computation])
+    slices = _offsets(_windows(xp, x, computation, **geometry), x.ndim)
+    out = next(slices).copy()
+    for s in slices:
+        combine(out, s, out=out)
+    return out
+
+
+def _window_arg_impl(xp, x, *, computation, **geometry):
+    """First position (row-major in the window) of each window's max / min; NaN wins."""
+    offsets = _offsets(_windows(xp, x, computation, **geometry), x.ndim)
+    better = xp.greater if computation == "max" else xp.less
+    keep = getattr(xp, _COMBINE[computation])
+    k = math.prod(geometry["window_dimensions"])
+    code = np.min_scalar_type(k)
+    best = next(offsets).copy()
+    pos = xp.zeros(best.shape, code)
+    won, cand = xp.empty(best.shape, dtypes.bool_), xp.empty(best.shape, code)
+    # Offsets come in increasing order, so the latest strict improvement is the largest j
+    # that improved: pos = max_j (j if offset j improved on all before it, else 0).
+    for j, s in enumerate(offsets, 1):
+        better(s, best, out=won)
+        keep(best, s, out=best)
+        xp.multiply(won, code.type(j), out=cand)
+        xp.maximum(pos, cand, out=pos)
+    if x.dtype.kind == "f" and bool(xp.isnan(best).any()):
+        first_nan = xp.full(best.shape, k, np.int64)
+        for j, s in enumerate(_offsets(_windows(xp, x, computation, **geometry), x.ndim)):
+            xp.minimum(first_nan, xp.where(xp.isnan(s), j, k), out=first_nan)
+        pos = xp.where(xp.isnan(best), first_nan, pos)
+    return pos.astype(dtypes.int32)
+
+
+def _grid(xp, sizes, steps):
+    """``sum_a arange(sizes[a]) * steps[a]``, broadcast over the grid of ``sizes``."""
+    out = xp.zeros((), np.intp)
+    for n, step in zip(sizes, steps):
+        out = out[..., None] + xp.arange(n, dtype=np.intp) * int(step)
+    return out
+
+
+def _flat_window_index(xp, padded_shape, pos, window_dimensions, window_strides, window_dilation):
+    """Flat index, into a C-ordered array of ``padded_shape``, of the element at window
+    position ``pos`` of each window."""
+    elem = [math.prod(padded_shape[a + 1:]) for a in range(len(padded_shape))]
+    offsets = _grid(np, window_dimensions, [d * e for d, e in zip(window_dilation, elem)])
+    starts = _grid(xp, pos.shape, [s * e for s, e in zip(window_strides, elem)])
+    return xp.take(xp.asarray(offsets.reshape(-1)), pos) + starts
+
+
+def _window_gather_impl(xp, t, pos, *, window_dimensions, window_strides, padding, base_dilation,
+                        window_dilation):
+    axes = tuple(range(t.ndim))
+    padded = _pad_and_dilate(xp, t, axes, padding, base_dilation, 0)
+    index = _flat_window_index(xp, padded.shape, pos, window_dimensions, window_strides,
+                               window_dilation)
+    return xp.take(padded.reshape(-1), index)
+
+
+def _window_scatter_add_impl(xp, ct, pos, *, operand_shape, window_dimensions, window_strides,
+                             padding, base_dilation, window_dilation):
+    padded_shape, src, dst = _embedding(operand_shape, range(len(operand_shape)), padding,
+                                        base_dilation)
+    index = _flat_window_index(xp, padded_shape, pos, window_dimensions, window_strides,
+                               window_dilation)
+    flat = xp.zeros(math.prod(padded_shape), ct.dtype)
+    if xp is np:
+        np.add.at(flat, index.reshape(-1), ct.reshape(-1))
+    else:
+        import cupyx
+        cupyx.scatter_add(flat, index.reshape(-1), ct.reshape(-1))
+    padded = flat.reshape(padded_shape)
+    if all(p == (0, 0) for p in padding) and all(d == 1 for d in base_dilation):
+        return padded
+    out = xp.zeros(operand_shape, ct.dtype)
+    out[src] = padded[dst]
+    return out
+
+
+def _window_abstract(name: str, kinds: str, out_dtype=None):
+    def abstract_eval(x, **geometry):
+        if x.dtype.kind not in kinds:
+            raise core.type_error(name, f"unsupported operand dtype {x.dtype}", [x])
+        shape = _window_shape(name, [x], x.shape, **geometry)
+        return ShapedArray(shape, out_dtype or x.dtype, x.weak_type and out_dtype is None)
+    return abstract_eval
+
+
+def _check_positions(name: str, avals, pos, window_shape):
+    if pos.dtype.kind not in "iu" or pos.shape != window_shape:
+        raise core.type_error(name, f"positions must be integers of the windows' shape "
+                              f"{window_shape}", avals)
+
+
+def _window_gather_abstract(t, pos, **geometry):
+    name = "window_gather"
+    _check_positions(name, [t, pos], pos, _window_shape(name, [t, pos], t.shape, **geometry))
+    return ShapedArray(pos.shape, t.dtype, t.weak_type)
+
+
+def _window_scatter_add_abstract(ct, pos, *, operand_shape, **geometry):
+    name = "window_scatter_add"
+    window_shape = _window_shape(name, [ct, pos], operand_shape, **geometry)
+    _check_positions(name, [ct, pos], pos, window_shape)
+    if ct.shape != window_shape:
+        raise core.type_error(name, f"cotangent must have the windows' shape {window_shape}",
+                              [ct, pos])
+    return ShapedArray(tuple(operand_shape), ct.dtype, ct.weak_type)
+
+
+def _with_batch_axis(d: int, window_dimensions, window_strides, padding, base_dilation,
+                     window_dilation, **params):
+    """The same windows for an operand with a new axis ``d``: a size-1 window along it."""
+    ins = lambda t, v: tuple(t[:d]) + (v,) + tuple(t[d:])
+    return dict(params, window_dimensions=ins(window_dimensions, 1),
+                window_strides=ins(window_strides, 1), padding=ins(padding, (0, 0)),
+                base_dilation=ins(base_dilation, 1), window_dilation=ins(window_dilation, 1))
+
+
+def _unary_window_batch(prim):
+    def batch(args, dims, **params):
+        (x,), (d,) = args, dims
+        return prim.bind(x, **_with_batch_axis(d, **params)), d
+    return batch
+
+
+def _pair_window_batch(prim):
+    """window_gather / window_scatter_add: both operands batched along a leading axis."""
+    def batch(args, dims, **params):
+        size = batch_size(args, dims)
+        x, pos = (move_to_front_or_broadcast(a, d, size) for a, d in zip(args, dims))
+        params = _with_batch_axis(0, **params)
+        if "operand_shape" in params:
+            params["operand_shape"] = (size,) + tuple(params["operand_shape"])
+        return prim.bind(x, pos, **params), 0
+    return batch
+
+
+def _window_prim(name: str, impl, abstract_eval, batch) -> core.Primitive:
+    p = core.Primitive(name)
+    p.impl, p.abstract_eval, p.batch = impl, abstract_eval, batch(p)
+    return p
+
+
+def _reduce_window_prim(computation: str, kinds: str) -> core.Primitive:
+    name = f"reduce_window_{computation}"
+    return _window_prim(name, functools.partial(_reduce_window_impl, computation=computation),
+                        _window_abstract(name, kinds), _unary_window_batch)
+
+
+def _window_arg_prim(computation: str) -> core.Primitive:
+    name = f"reduce_window_arg{computation}"
+    p = _window_prim(name, functools.partial(_window_arg_impl, computation=computation),
+                     _window_abstract(name, "biuf", dtypes.int32), _unary_window_batch)
+    defjvp_zero(p)
+    return p
+
+
+reduce_window_sum_p = _reduce_window_prim("sum", "iufc")
+reduce_window_max_p = _reduce_window_prim("max", "biuf")
+reduce_window_min_p = _reduce_window_prim("min", "biuf")
+reduce_window_argmax_p = _window_arg_prim("max")
+reduce_window_argmin_p = _window_arg_prim("min")
+window_gather_p = _window_prim("window_gather", _window_gather_impl, _window_gather_abstract,
+                               _pair_window_batch)
+window_scatter_add_p = _window_prim("window_scatter_add", _window_scatter_add_impl,
+                                    _window_scatter_add_abstract, _pair_window_batch)
+
+
+def _extremum_jvp(position_prim: core.Primitive):
+    """Max / min pooling: the tangent (and, transposed, the cotangent) flows through the
+    first element attaining each window's extremum."""
+    def jvp(g, ans, x, **geometry):
+        return window_gather_p.bind(g, position_prim.bind(x, **geometry), **geometry)
+    return jvp
+
+
+def _window_gather_transpose(ct, t, pos, **geometry):
+    if type(ct) is Zero:
+        return [None, None]
+    return [window_scatter_add_p.bind(ct, pos, operand_shape=t.aval.shape, **geometry), None]
+
+
+def _window_scatter_add_transpose(ct, x, pos, *, operand_shape, **geometry):
+    if type(ct) is Zero:
+        return [None, None]
+    return [window_gather_p.bind(ct, pos, **geometry), None]
+
+
+defjvp(reduce_window_max_p, _extremum_jvp(reduce_window_argmax_p))
+defjvp(reduce_window_min_p, _extremum_jvp(reduce_window_argmin_p))
+defjvp(window_gather_p, lambda g, ans, t, pos, **geometry: window_gather_p.bind(g, pos, **geometry),
+       None)
+defjvp(window_scatter_add_p,
+       lambda g, ans, ct, pos, **params: window_scatter_add_p.bind(g, pos, **params), None)
+window_gather_p.transpose = _window_gather_transpose
+window_scatter_add_p.transpose = _window_scatter_add_transpose
+
+
+def _reduce_window_sum_transpose(ct, x, *, window_dimensions, window_strides, padding,
+                                 base_dilation, window_dilation):
+    """Each input element receives the cotangents of the windows that cover it: a sum pool
+    of the cotangent with the transposed geometry (strides and base dilation swap roles)."""
+    if type(ct) is Zero:
+        return [None]
+    ct_shape = core.get_aval(ct).shape
+    if x.aval.size == 0 or math.prod(ct_shape) == 0:
+        return [ad.zeros(x.aval)]
+    pads = tuple(_transpose_padding(n, t, k, s, lo, bd, wd) for n, t, k, s, (lo, _), bd, wd in zip(
+        x.aval.shape, ct_shape, window_dimensions, window_strides, padding, base_dilation,
+        window_dilation))
+    return [reduce_window_sum_p.bind(ct, window_dimensions=window_dimensions,
+                                     window_strides=base_dilation, padding=pads,
+                                     base_dilation=window_strides, window_dilation=window_dilation)]
+
+
+deflinear(reduce_window_sum_p, _reduce_window_sum_transpose)
+
+_REDUCE_WINDOW = {"sum": reduce_window_sum_p, "max": reduce_window_max_p,
+                  "min": reduce_window_min_p}
+
+
+def reduce_window(operand, init_value, computation: str, window_dimensions: Sequence[int],
+                  window_strides: Sequence[int] | None = None, padding="VALID",
+                  base_dilation: Sequence[int] | None = None,
+                  window_dilation: Sequence[int] | None = None):
+    """Reduce each window of ``operand`` with ``computation`` ("sum", "max" or "min").
+
+    Every axis is windowed (give window size 1 to axes that are not pooled). ``init_value``
+    is None or the computation's identity (0, the dtype's lowest / highest value, or -/+inf);
+    padding and base-dilation holes hold that identity. ``padding``: "SAME", "SAME_LOWER",
+    "VALID" or (low, high) pairs. Max/min gradients go to the first extremum in each window
+    (row-major window order) when there are ties."""
+    name = "reduce_window"
+    if computation not in _REDUCE_WINDOW:
+        raise ValueError(f"{name}: computation must be one of {sorted(_REDUCE_WINDOW)}, got "
+                         f"{computation!r}")
+    aval = core.get_aval(operand)
+    nd = aval.ndim
+    if window_dimensions is None:
+        raise ValueError(f"{name}: window_dimensions are required")
+    window, strides, base_dilation, window_dilation = (
+        _ints(name, what, v, nd, "operand axis") for what, v in (
+            ("window_dimensions", window_dimensions), ("window_strides", window_strides),
+            ("base_dilation", base_dilation), ("window_dilation", window_dilation)))
+    geometry = dict(window_dimensions=window, window_strides=strides,
+                    padding=padding_pairs(name, padding, aval.shape, window, strides, base_dilation,
+                                          window_dilation),
+                    base_dilation=base_dilation, window_dilation=window_dilation)
+    prim = _REDUCE_WINDOW[computation]
+    prim.abstract_eval(aval, **geometry)           # eager too: the same checks and messages
+    identity = _identity(computation, aval.dtype)
+    if init_value is not None and not bool(np.asarray(init_value) == identity):
+        raise ValueError(f"{name}: init_value {init_value!r} is not the identity of "
+                         f"{computation!r} for {aval.dtype} ({identity!r})")
+    return prim.bind(operand, **geometry)
