@@ -12,11 +12,12 @@ from .custom_derivatives import custom_jvp, custom_vjp
 from .core import ConcretizationError, UnexpectedTracerError, TracerConversionError, check_jaxpr
 from . import lax
 from . import random  # noqa: F401
+from . import nn, scipy  # noqa: F401
 from .compiler.jit import jit
 
 __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacrev", "hessian",
            "vmap", "jit", "make_jaxpr", "stop_gradient", "tree_util", "numpy", "lax", "random",
-           "dtypes", "ConcretizationError", "UnexpectedTracerError", "TracerConversionError",
+           "nn", "scipy", "dtypes", "ConcretizationError", "UnexpectedTracerError", "TracerConversionError",
            "check_jaxpr"]

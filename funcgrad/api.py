@@ -76,6 +76,9 @@ def _trace_args(fun, args, kwargs, argnums, kind: str, concrete: bool = True):
         out_tree.append(tree)
         return out_flat
 
+    # Python scalars keep their weak type in the avals; as values they become 0-d arrays, so
+    # every impl sees an array (the jaxpr's explicit casts decide the arithmetic dtypes).
+    flat = [np.asarray(x) if dtypes.is_python_scalar(x) else x for x in flat]
     values = flat if concrete else None
     closed, _ = core.trace_flat(flat_fun, avals, values, _labels(fun, args, argnums), kind)
     return closed, flat, in_tree, out_tree[0]
@@ -486,7 +489,7 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
 
         closed, _ = core.trace_flat(flat_fun, [avals[i] for i in traced_idx],
                                     [values[i] for i in traced_idx], kind="vmap")
-        batched_args = [flat[i] for i in traced_idx]
+        batched_args = [np.asarray(flat[i]) if dtypes.is_python_scalar(flat[i]) else flat[i] for i in traced_idx]
         outs, out_dims = batching.batch_eval(closed.jaxpr, closed.consts, batched_args,
                                              [dims[i] for i in traced_idx])
         out_ax = _flat_out_axes(out_axes, out_tree[0], name)

@@ -74,8 +74,14 @@ def numerical_jvp(f: Callable, primals: Sequence, tangents: Sequence, eps: float
     """Central difference ``(f(x + eps t) - f(x - eps t)) / (2 eps)``."""
     plus = f(*_axpy(eps, _scrub_float0(tangents), primals))
     minus = f(*_axpy(-eps, _scrub_float0(tangents), primals))
-    return tree_map(lambda p, m: (np.asarray(p, np.float64) - np.asarray(m, np.float64)) / (2 * eps),
-                    plus, minus)
+
+    def diff(p, m):
+        p, m = np.asarray(p), np.asarray(m)
+        if not dtypes.is_inexact(p.dtype):          # integer outputs: no derivative
+            return np.zeros(p.shape, np.float64)
+        return (p.astype(np.float64) - m.astype(np.float64)) / (2 * eps)
+
+    return tree_map(diff, plus, minus)
 
 
 def check_jvp(f: Callable, args: Sequence, atol=None, rtol=None, eps=None, rng=None) -> None:

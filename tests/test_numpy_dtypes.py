@@ -158,9 +158,9 @@ def test_python_scalar_only_operations():
     when traced; operators on Python scalars are plain Python."""
     x = np.ones(2, np.float32)
     for f in [lambda x: fnp.add(2, 3) + x, lambda x: fnp.multiply(2.0, 3) * x,
-              lambda x: fnp.sqrt(4) * x, lambda x: fnp.sum(2.0) * x, lambda x: fnp.maximum(1, 2.5) * x,
-              lambda x: fnp.where(True, 1.5, 2) * x, lambda x: fnp.asarray(2.0) * x,
-              lambda x: fnp.power(2.0, 3) * x]:
+              lambda x: fnp.sqrt(4) * x, lambda x: fnp.sum(2.0) * x,
+              lambda x: fnp.maximum(1, 2.5) * x, lambda x: fnp.where(True, 1.5, 2) * x,
+              lambda x: fnp.asarray(2.0) * x, lambda x: fnp.power(2.0, 3) * x]:
         want = np.asarray(f(x))
         got_dtype = _traced_dtype(f, x)
         assert got_dtype == want.dtype, (got_dtype, want.dtype)
@@ -225,3 +225,15 @@ def test_weak_types_in_the_jaxpr():
     weak = [a.weak_type for a in closed.out_avals]
     assert weak == [True, False, False]
     assert [a.dtype for a in closed.out_avals] == [np.float64, np.float64, np.float32]
+
+
+def test_array_of_a_list_holding_tracers():
+    """Array coercion is not promotion: Python scalars in a list are float64/int64."""
+    x32 = np.float32(1.5)
+    for f in [lambda x: fnp.array([x, 2.0]), lambda x: fnp.asarray([[x, 1], [2, x]]),
+              lambda x: fnp.array([x, x], dtype=np.int32), lambda x: fnp.array([x], ndmin=3),
+              lambda x: fnp.stack([x, 2.0])]:
+        want = np.asarray(f(x32))
+        got = core.eval_jaxpr(*_closed(f, x32), x32)[0]
+        assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, want.dtype)
+        np.testing.assert_array_equal(got, want)

@@ -75,11 +75,13 @@ def test_the_table_has_no_stale_entries():
 @pytest.mark.parametrize("name", REGISTERED)
 def test_primitive_has_its_rules(name):
     prim = core.registry[name]
-    needed = ["impl", "abstract_eval", "jvp", "batch"]
-    if PRIMITIVES.get(name, (None, False))[1]:
-        needed.append("transpose")
+    linear = PRIMITIVES.get(name, (None, False))[1]
+    needed = ["impl", "abstract_eval", "jvp", "batch"] + (["transpose"] if linear else [])
     missing = [rule for rule in needed if getattr(prim, rule) is None]
     assert not missing, f"primitive {name} has no {', '.join(missing)} rule"
+    if name in PRIMITIVES and not linear:
+        assert prim.transpose is None, (f"{name} has a transpose rule, but the PRIMITIVES table "
+                                        "says it is not linear: mark it linear")
 
 
 @pytest.mark.parametrize("name", REGISTERED)

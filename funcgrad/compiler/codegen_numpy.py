@@ -13,8 +13,8 @@ Inputs, consts, and results of views or of ``impl`` calls are never written to.
 Errors raised by a line are annotated (``add_note``) with the equation and the user's
 source line it was traced from.
 
-Fusion backends extend :data:`TEMPLATES` style emission with kernels of their own through
-the ``templates`` argument of :func:`generate`.
+Fusion backends plug in through the ``templates`` argument of :func:`generate`: a template
+for their kernel-call primitive (kind ``OUT``, so kernels write into reused buffers too).
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def asarray(x, dtype=None, *, copy=None):
     """numpy.asarray. A traced value stays traced (strongly typed, converted if asked);
     a (nested) list holding traced values is stacked."""
     if type(x) is Tracer:
-        return astype(strong(x), dtype) if dtype is not None else strong(x)
+        return astype(x, dtype) if dtype is not None else strong(x)
     if isinstance(x, (list, tuple)) and _contains_tracer(x):
         return _stack_nested(x, dtype)
     if "cupy" in sys.modules and isinstance(x, sys.modules["cupy"].ndarray):
@@ -59,9 +59,11 @@ def _contains_tracer(x) -> bool:
 
 
 def _stack_nested(x, dtype):
+    """np.array of nested sequences holding tracers. As in NumPy's array coercion, Python
+    scalars here are not weak: ``[x32, 2.0]`` is float64."""
     from ._shape import stack
-    parts = [_stack_nested(e, None) if isinstance(e, (list, tuple)) else e for e in x]
-    out = stack(promote(*parts)) if parts else np.asarray(x)
+    parts = [_stack_nested(e, None) if isinstance(e, (list, tuple)) else operand(e) for e in x]
+    out = stack(promote(*parts))
     return astype(out, dtype) if dtype is not None else out
 
 

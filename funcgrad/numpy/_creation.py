@@ -13,10 +13,11 @@ from ._array import cast_all, normalize_axis, operand, result_dtype, static, tra
 
 
 def _shape(shape) -> tuple[int, ...]:
+    """A static shape (traced entries concretized) as a tuple of ints."""
     shape = static(shape, "a shape")
-    if np.ndim(shape) == 0:
-        return (int(static(shape, "a shape")),)
-    return tuple(int(static(s, "a shape")) for s in shape)
+    if isinstance(shape, (list, tuple)) or np.ndim(shape):
+        return tuple(int(static(s, "a shape")) for s in shape)
+    return (int(shape),)
 
 
 def zeros(shape, dtype=float, order="C"):

@@ -1,4 +1,5 @@
-"""Products: matmul, dot, tensordot, inner, outer, vdot, kron -- all through dot_general."""
+"""Products: matmul, dot, tensordot, inner, outer, vdot (through dot_general), and kron,
+vecdot, cross and polyval (elementwise products and sums)."""
 from __future__ import annotations
 
 import numpy as np

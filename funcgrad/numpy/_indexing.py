@@ -134,8 +134,13 @@ def _expand_ellipsis(items: list, ndim: int) -> list:
     fill = [slice(None)] * (ndim - used)
     if n_ell:
         k = next(i for i, item in enumerate(items) if item is Ellipsis)   # not ==: tracers
-        return items[:k] + fill + items[k + 1:]
+        # An ellipsis that stands for no axes still separates advanced indices (NumPy's rule
+        # for where their dims go): keep a placeholder that indexes nothing.
+        return items[:k] + (fill or [_EMPTY_ELLIPSIS]) + items[k + 1:]
     return items + fill
+
+
+_EMPTY_ELLIPSIS = object()
 
 
 def _is_array_index(item) -> bool:
@@ -202,6 +207,8 @@ def _parse(idx, shape: tuple) -> _Index:
         return len(expanded) - 1
 
     for pos, item in enumerate(items):
+        if item is _EMPTY_ELLIPSIS:
+            continue
         if item is None:
             layout.append(("new",))
         elif isinstance(item, np.ndarray) and item.dtype.kind == "b":

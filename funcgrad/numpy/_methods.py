@@ -77,6 +77,9 @@ def install(fnp) -> None:
     T.tolist = lambda self: self.concrete_value("tolist() of a traced value").tolist()
     T.nonzero = lambda self: fnp.nonzero(self)
     T.take = lambda self, indices, axis=None: fnp.take(self, indices, axis)
+    T.diagonal = lambda self, offset=0, axis1=0, axis2=1: fnp.diagonal(self, offset, axis1, axis2)
+    T.trace = lambda self, offset=0, axis1=0, axis2=1, dtype=None: fnp.trace(self, offset, axis1,
+                                                                            axis2, dtype)
     T.argsort = lambda self, axis=-1: fnp.argsort(self, axis)
     T.sort = lambda self, axis=-1: fnp.sort(self, axis)   # a sorted copy, as JAX arrays
     T.searchsorted = lambda self, v, side="left", sorter=None: fnp.searchsorted(self, v, side, sorter)

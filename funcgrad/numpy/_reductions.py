@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from .. import core, dtypes
+from .. import dtypes
 from ..core import Tracer
 from ..primitives import elementwise as ew, indexing as ix, reduction as red, structural as st
 from . import _ufuncs as uf
@@ -519,10 +519,7 @@ def _sorted_along_front(a, axis):
     """``a`` sorted along ``axis`` (None: flattened), with that axis moved to the front; and
     a function restoring ``keepdims`` shape on a result with the front axis reduced."""
     a = operand(a)
-    if axis is None:
-        axes = tuple(range(a.ndim))
-    else:
-        axes = _axes(axis, a.ndim)
+    axes = _axes(axis, a.ndim)
     rest = tuple(i for i in range(a.ndim) if i not in axes)
     n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
     moved = st.reshape(st.transpose(a, axes + rest), (n,) + tuple(a.shape[i] for i in rest))
@@ -547,10 +544,7 @@ def _nan_fix(sorted_, result):
         return result
     last = st.slice_in_dim(sorted_, sorted_.shape[0] - 1, sorted_.shape[0], 1, 0)
     last = st.reshape(last, last.shape[1:])
-    has_nan = ew.ne(last, last)
-    shape = result.shape
-    return ew.select(st.broadcast_to(has_nan, shape), st.broadcast_to(astype(last, result.dtype), shape),
-                     result)
+    return ew.select(ew.ne(last, last), astype(last, result.dtype), result)
 
 
 def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
@@ -643,7 +637,8 @@ def _quantile(a, q, weak_q, axis, method, keepdims):
         diff = uf.subtract(hi, lo)
         low_side = uf.add(lo, uf.multiply(diff, t))
         high_side = astype(uf.subtract(hi, uf.multiply(diff, 1 - t)), low_side.dtype)
-        result = ew.select(st.broadcast_to(np.asarray(t) >= 0.5, low_side.shape), high_side, low_side)
+        upper = st.broadcast_to(np.asarray(t) >= 0.5, low_side.shape)
+        result = ew.select(upper, high_side, low_side)
     result = _nan_fix(sorted_, result)
     return keep(result, q.ndim) if keepdims else result
 

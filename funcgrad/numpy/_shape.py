@@ -10,17 +10,17 @@ import builtins
 
 import numpy as np
 
-from .. import core
 from ..core import Tracer
 from ..primitives import elementwise as ew, indexing as ix, structural as st
 from ._array import normalize_axes, normalize_axis, operand, promote, shape, static, tracing
 
 
 def _ints(xs, what: str) -> tuple[int, ...]:
+    """A static int or sequence of ints (traced entries concretized) as a tuple."""
     xs = static(xs, what)
-    if isinstance(xs, (int, np.integer)) or np.ndim(xs) == 0:
-        return (int(static(xs, what)),)
-    return tuple(int(static(x, what)) for x in xs)
+    if isinstance(xs, (list, tuple)) or np.ndim(xs):
+        return tuple(int(static(x, what)) for x in xs)
+    return (int(xs),)
 
 
 def _infer_shape(newshape, size: int) -> tuple[int, ...]:
@@ -500,7 +500,8 @@ def pad(array, pad_width, mode="constant", **kwargs):
     a = operand(array)
     widths = _pad_widths(pad_width, a.ndim)
     if mode in ("constant", "empty"):
-        return _pad_constant(a, widths, kwargs.get("constant_values", 0) if mode == "constant" else 0)
+        value = kwargs.get("constant_values", 0) if mode == "constant" else 0
+        return _pad_constant(a, widths, value)
     if kwargs.get("reflect_type", "even") != "even":
         raise NotImplementedError("pad: reflect_type='odd' is not supported on traced values")
     for ax, (lo, hi) in enumerate(widths):

@@ -19,7 +19,6 @@ import operator as _op
 import numpy as np
 
 from .. import core, dtypes
-from ..core import Tracer
 from ..primitives import elementwise as ew, structural as st
 from ._array import (cast_all, dtype_key, is_weak, operand, promote, resolve_ufunc, result_dtype,
                      tracing, weak_operand)
@@ -587,4 +586,5 @@ def interp(x, xp, fp, left=None, right=None, period=None):
     x_first, x_last = take(xp, 0), take(xp, n - 1)
     out = ew.select(ew.eq(x, x_last), st.broadcast_to(last, x.shape), inside)
     out = ew.select(ew.gt(x, x_last), st.broadcast_to(hi_val, x.shape), out)
-    return ew.select(ew.lt(x, x_first), st.broadcast_to(lo_val, x.shape), out)
+    out = ew.select(ew.lt(x, x_first), st.broadcast_to(lo_val, x.shape), out)
+    return ew.select(ew.ne(x, x), x, out) if n > 1 else out   # NumPy's NaN rule needs 2 knots
