@@ -9,6 +9,7 @@ from . import numpy  # noqa: F401  (installs tracer operators)
 from .api import (grad, value_and_grad, vjp, jvp, linearize, jacfwd, jacrev, hessian, vmap,
                   make_jaxpr, stop_gradient)
 from .custom_derivatives import custom_jvp, custom_vjp
+from .remat import checkpoint, remat
 from .core import ConcretizationError, UnexpectedTracerError, TracerConversionError, check_jaxpr
 from . import lax
 from . import random  # noqa: F401
@@ -18,6 +19,6 @@ from .compiler.jit import jit
 __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacrev", "hessian",
-           "vmap", "jit", "make_jaxpr", "stop_gradient", "tree_util", "numpy", "lax", "random",
-           "nn", "scipy", "dtypes", "ConcretizationError", "UnexpectedTracerError", "TracerConversionError",
-           "check_jaxpr"]
+           "vmap", "jit", "make_jaxpr", "stop_gradient", "custom_jvp", "custom_vjp", "checkpoint",
+           "remat", "tree_util", "numpy", "lax", "random", "nn", "scipy", "dtypes",
+           "ConcretizationError", "UnexpectedTracerError", "TracerConversionError", "check_jaxpr"]

@@ -337,7 +337,7 @@ class Primitive:
       jvp(primals, tangents, **params)          -> (primal_out, tangent_out); tangents may be Zero
       transpose(cts, *args, **params)           -> cotangents for args that are UndefinedPrimal
       batch(args, dims, **params)               -> (out, out_dim); dims[i] is an int or None
-      partial_eval(known, eqn)                  only for primitives holding sub-jaxprs
+      partial_eval(eqn, in_unknown)             only for primitives holding sub-jaxprs
       c_expr                                     elementwise C expression template (fusion)
     """
 
@@ -352,6 +352,11 @@ class Primitive:
         self.partial_eval: Callable | None = None
         self.c_expr: Any = None
         self.elementwise = False
+        # Call primitives apply a ClosedJaxpr held in the param named ``callee`` to their
+        # operands in order; ``inline`` says when the compiler may splice it into the caller:
+        # "always", "execution" (only when generating code: no transform sees it again), "never".
+        self.callee: str | None = None
+        self.inline = "never"
         registry[name] = self
 
     def __repr__(self):
@@ -699,6 +704,19 @@ class source_info_from:
 
     def __exit__(self, *exc):
         _state.source_info = self.prev
+
+
+def dce_jaxpr(jaxpr: Jaxpr) -> Jaxpr:
+    """Drop the equations none of whose outputs are used (primitives have no side effects)."""
+    live = {v for v in jaxpr.outvars if type(v) is Var}
+    kept = []
+    for eqn in reversed(jaxpr.eqns):
+        if any(v in live for v in eqn.outvars):
+            kept.append(eqn)
+            live.update(v for v in eqn.invars if type(v) is Var)
+    if len(kept) == len(jaxpr.eqns):
+        return jaxpr
+    return Jaxpr(jaxpr.constvars, jaxpr.invars, kept[::-1], jaxpr.outvars)
 
 
 # ---------------------------------------------------------------------------------------------

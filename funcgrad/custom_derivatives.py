@@ -203,6 +203,7 @@ custom_jvp_call_p.impl = _custom_jvp_call_impl
 custom_jvp_call_p.abstract_eval = _call_abstract
 custom_jvp_call_p.jvp = _custom_jvp_call_jvp
 custom_jvp_call_p.batch = _custom_jvp_call_batch
+custom_jvp_call_p.callee, custom_jvp_call_p.inline = "call_jaxpr", "execution"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,6 +333,7 @@ custom_vjp_call_p.impl = _custom_vjp_call_impl
 custom_vjp_call_p.abstract_eval = _call_abstract
 custom_vjp_call_p.jvp = _custom_vjp_call_jvp
 custom_vjp_call_p.batch = _custom_vjp_call_batch
+custom_vjp_call_p.callee, custom_vjp_call_p.inline = "call_jaxpr", "execution"
 
 
 def _custom_lin_impl(xp, *args, name, **_):

@@ -26,6 +26,7 @@ LINALG = "test_linalg.py"
 CONTROL_FLOW = "test_control_flow.py"
 CUSTOM = "test_custom_derivatives.py"
 JIT = "test_jit.py"
+REMAT = "test_remat.py"
 
 
 def _table(test_file: str, linear: str = "", nonlinear: str = "") -> dict[str, tuple[str, bool]]:
@@ -56,6 +57,7 @@ PRIMITIVES: dict[str, tuple[str, bool]] = {
     **_table(CONTROL_FLOW, linear="cond scan while"),
     **_table(CUSTOM, linear="custom_lin", nonlinear="custom_jvp_call custom_vjp_call"),
     **_table(JIT, linear="jit_call"),
+    **_table(REMAT, linear="remat"),
 }
 
 REGISTERED = sorted(core.registry)

@@ -25,16 +25,6 @@ from ..primitives import elementwise as ew, linalg, structural as st
 
 Pass = Callable[[ClosedJaxpr], ClosedJaxpr]
 
-CALLS: dict[core.Primitive, str] = {}
-"""Call primitives, with the param holding the callee (a ClosedJaxpr run on the operands).
-:func:`inline_calls` splices them in (``jit_call`` registers itself)."""
-
-EXECUTION_CALLS: dict[str, str] = {"custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr"}
-"""Primitives (by name) that are plain calls once no transform will see them again -- their
-custom derivative rules no longer matter -- with their callee param. Only code generation
-inlines these (:func:`inline_for_execution`): a jaxpr bound into an outer trace keeps them."""
-
-
 def _closed(constvars, consts, invars, eqns, outvars) -> ClosedJaxpr:
     return ClosedJaxpr(Jaxpr(constvars, invars, eqns, outvars), consts)
 
@@ -50,12 +40,15 @@ class _Substitution(dict):
 # Inlining
 
 
-def inline_calls(closed: ClosedJaxpr, calls: dict[core.Primitive, str] | None = None) -> ClosedJaxpr:
-    """Replace every call equation (of ``calls``, default :data:`CALLS`) by the equations of
-    its callee, recursively. Callee variables are renamed, so a callee may be spliced twice."""
-    calls = CALLS if calls is None else calls
+def inline_calls(closed: ClosedJaxpr, when: tuple[str, ...] = ("always",)) -> ClosedJaxpr:
+    """Replace every call equation whose primitive's ``inline`` is in ``when`` by the equations
+    of its callee (``eqn.params[primitive.callee]``), recursively. Callee variables are
+    renamed, so a callee may be spliced twice."""
+    def inlined(prim):
+        return prim.callee is not None and prim.inline in when
+
     j = closed.jaxpr
-    if not any(e.primitive in calls for e in j.eqns):
+    if not any(inlined(e.primitive) for e in j.eqns):
         return closed
     constvars, consts = list(j.constvars), list(closed.consts)
     eqns: list[Eqn] = []
@@ -63,8 +56,8 @@ def inline_calls(closed: ClosedJaxpr, calls: dict[core.Primitive, str] | None = 
     def splice(jaxpr: Jaxpr, sub: _Substitution, rename: bool):
         for eqn in jaxpr.eqns:
             invars = [sub(a) for a in eqn.invars]
-            if eqn.primitive in calls:
-                callee: ClosedJaxpr = eqn.params[calls[eqn.primitive]]
+            if inlined(eqn.primitive):
+                callee: ClosedJaxpr = eqn.params[eqn.primitive.callee]
                 inner = _Substitution(zip(callee.jaxpr.invars, invars))
                 for v, c in zip(callee.jaxpr.constvars, callee.consts):
                     inner[v] = Var(v.aval)
@@ -85,10 +78,9 @@ def inline_calls(closed: ClosedJaxpr, calls: dict[core.Primitive, str] | None = 
 
 
 def inline_for_execution(closed: ClosedJaxpr) -> ClosedJaxpr:
-    """:func:`inline_calls` with the :data:`EXECUTION_CALLS` too (for code generation)."""
-    calls = dict(CALLS)
-    calls.update((core.registry[n], p) for n, p in EXECUTION_CALLS.items() if n in core.registry)
-    return inline_calls(closed, calls)
+    """:func:`inline_calls` including calls that only code generation may splice (custom
+    derivative calls: their rules no longer matter once no transform will see the jaxpr)."""
+    return inline_calls(closed, ("always", "execution"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,18 +89,12 @@ def inline_for_execution(closed: ClosedJaxpr) -> ClosedJaxpr:
 
 def dce(closed: ClosedJaxpr) -> ClosedJaxpr:
     """Drop equations none of whose outputs are used, and unused consts."""
-    j = closed.jaxpr
-    live = {v for v in j.outvars if type(v) is Var}
-    kept = []
-    for eqn in reversed(j.eqns):
-        if any(v in live for v in eqn.outvars):
-            kept.append(eqn)
-            live.update(v for v in eqn.invars if type(v) is Var)
-    if len(kept) == len(j.eqns) and all(v in live for v in j.constvars):
+    j = core.dce_jaxpr(closed.jaxpr)
+    used = {v for e in j.eqns for v in e.invars if type(v) is Var} | {v for v in j.outvars if type(v) is Var}
+    if j is closed.jaxpr and all(v in used for v in j.constvars):
         return closed
-    kept.reverse()
-    pairs = [(v, c) for v, c in zip(j.constvars, closed.consts) if v in live]
-    return _closed([v for v, _ in pairs], [c for _, c in pairs], j.invars, kept, j.outvars)
+    pairs = [(v, c) for v, c in zip(j.constvars, closed.consts) if v in used]
+    return _closed([v for v, _ in pairs], [c for _, c in pairs], j.invars, j.eqns, j.outvars)
 
 
 def literal_key(lit: Literal):

@@ -96,17 +96,6 @@ def _join_branches(traced: Sequence[tuple[ClosedJaxpr, list]]) -> tuple[tuple, l
     return tuple(joined), [c for _, consts in traced for c in consts]
 
 
-def _dce(jaxpr: Jaxpr) -> Jaxpr:
-    """Drop equations whose results are unused (sub-jaxprs have no side effects)."""
-    live = {v for v in jaxpr.outvars if type(v) is Var}
-    kept = []
-    for eqn in reversed(jaxpr.eqns):
-        if any(v in live for v in eqn.outvars):
-            kept.append(eqn)
-            live.update(v for v in eqn.invars if type(v) is Var)
-    return Jaxpr([], jaxpr.invars, kept[::-1], jaxpr.outvars)
-
-
 def _zeros_atom(aval: ShapedArray) -> tuple[list[Eqn], Var | Literal]:
     """Equations and an atom for zeros of ``aval``, built directly (no tracing, no consts)."""
     zero = Literal(np.zeros((), aval.dtype), ShapedArray((), aval.dtype))
@@ -416,8 +405,8 @@ def _while_partial_eval(eqn: Eqn, in_unknown: Sequence[bool]):
     n_known = carry_uk.count(False)
     known_body = ad.partial_eval(p["body_jaxpr"].jaxpr, body_uk + carry_uk, instantiate=carry_uk)[0]
     known_cond = ad.partial_eval(p["cond_jaxpr"].jaxpr, cond_uk + carry_uk)[0]
-    known_body = _dce(Jaxpr([], known_body.invars, known_body.eqns, known_body.outvars[:n_known]))
-    known_cond = _dce(Jaxpr([], known_cond.invars, known_cond.eqns, known_cond.outvars[:1]))
+    known_body = core.dce_jaxpr(Jaxpr([], known_body.invars, known_body.eqns, known_body.outvars[:n_known]))
+    known_cond = core.dce_jaxpr(Jaxpr([], known_cond.invars, known_cond.eqns, known_cond.outvars[:1]))
     cond_in, body_in, carry_in = _split(eqn.invars, nc, nb)
     known_eqn = eqn.replace(
         invars=_known(cond_in, cond_uk) + _known(body_in, body_uk) + _known(carry_in, carry_uk),
@@ -608,7 +597,7 @@ def _scan_partial_eval(eqn: Eqn, in_unknown: Sequence[bool]):
             stacked.append((r, r_in))
     stacked_vars = [Var(ShapedArray((length,) + r.aval.shape, r.aval.dtype)) for r, _ in stacked]
 
-    known_body = _dce(Jaxpr([], known.invars, known.eqns,
+    known_body = core.dce_jaxpr(Jaxpr([], known.invars, known.eqns,
                             known.outvars[:n_known_out] + [r for r, _ in stacked]))
     known_eqn = eqn.replace(
         invars=k_consts + k_carry + k_xs,
@@ -643,7 +632,7 @@ def _loop_invariants(body: Jaxpr, const_atoms: Sequence, wanted: Sequence[Var]):
             invariant_eqns.append(eqn)
     targets = [v for v in wanted if v in invariant]
     eqns = []
-    for eqn in _dce(Jaxpr([], [], invariant_eqns, targets)).eqns:
+    for eqn in core.dce_jaxpr(Jaxpr([], [], invariant_eqns, targets)).eqns:
         outvars = [Var(v.aval) for v in eqn.outvars]
         invars = [outer.get(a, a) if type(a) is Var else a for a in eqn.invars]
         eqns.append(eqn.replace(invars=invars, outvars=outvars))

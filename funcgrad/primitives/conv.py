@@ -852,13 +852,16 @@ deflinear(reduce_window_sum_p, _reduce_window_sum_transpose)
 
 _REDUCE_WINDOW = {"sum": reduce_window_sum_p, "max": reduce_window_max_p,
                   "min": reduce_window_min_p}
+# The lax functions that name the same computations (``reduce_window(x, -inf, lax.max, ...)``).
+_COMPUTATION_NAMES = {ew.add: "sum", ew.max: "max", ew.min: "min"}
 
 
-def reduce_window(operand, init_value, computation: str, window_dimensions: Sequence[int],
+def reduce_window(operand, init_value, computation, window_dimensions: Sequence[int],
                   window_strides: Sequence[int] | None = None, padding="VALID",
                   base_dilation: Sequence[int] | None = None,
                   window_dilation: Sequence[int] | None = None):
-    """Reduce each window of ``operand`` with ``computation`` ("sum", "max" or "min").
+    """Reduce each window of ``operand`` with ``computation`` ("sum", "max" or "min", or
+    the functions ``lax.add``, ``lax.max``, ``lax.min``).
 
     Every axis is windowed (give window size 1 to axes that are not pooled). ``init_value``
     is None or the computation's identity (0, the dtype's lowest / highest value, or -/+inf);
@@ -866,9 +869,11 @@ def reduce_window(operand, init_value, computation: str, window_dimensions: Sequ
     "VALID" or (low, high) pairs. Max/min gradients go to the first extremum in each window
     (row-major window order) when there are ties."""
     name = "reduce_window"
+    if callable(computation):
+        computation = _COMPUTATION_NAMES.get(computation, computation)
     if computation not in _REDUCE_WINDOW:
-        raise ValueError(f"{name}: computation must be one of {sorted(_REDUCE_WINDOW)}, got "
-                         f"{computation!r}")
+        raise ValueError(f"{name}: computation must be one of {sorted(_REDUCE_WINDOW)} or "
+                         f"lax.add/max/min, got {computation!r}")
     aval = core.get_aval(operand)
     nd = aval.ndim
     if window_dimensions is None:
