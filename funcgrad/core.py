@@ -618,7 +618,8 @@ class Tracer:
             f"a traced {self.aval.str_short()} was converted to a numpy array"
             f"{_where(user_source_info())}. Inside funcgrad transforms use funcgrad.numpy "
             "(or numpy functions on the traced value, which dispatch to it) instead of "
-            "numpy.array/asarray on traced values.")
+            "numpy.array/asarray on traced values. To index a NumPy array with a traced "
+            "index, convert the array first: funcgrad.numpy.asarray(table)[i].")
 
     def __len__(self):
         if not self.shape:

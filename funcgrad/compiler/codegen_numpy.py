@@ -177,7 +177,11 @@ def _dot_general(eqn, ns):
     lhs, rhs = eqn.invars
     nl, nr, nb = lhs.aval.ndim, rhs.aval.ndim, len(lb)
     pet = eqn.params.get("preferred_element_type")
-    if len(lc) != 1 or lhs.aval.dtype.kind == "b" or (pet is not None and pet != lhs.aval.dtype):
+    if pet is not None and pet != lhs.aval.dtype:
+        return None
+    if all(lhs.aval.shape[i] == 1 for i in lc):
+        return _outer_product(eqn, ns)
+    if len(lc) != 1 or lhs.aval.dtype.kind == "b":
         return None
     if nb:
         if lb != tuple(range(nb)) or rb != lb or nl != nb + 2 or nr != nb + 2:
@@ -196,6 +200,22 @@ def _dot_general(eqn, ns):
         return _call(fn, [a, b], out)
 
     return Template(emit, OUT)
+
+
+def _outer_product(eqn, ns):
+    """A dot_general contracting one element (or none) as a broadcasting ``multiply`` of
+    operand views (``matmul`` with a contraction of length 1 is several times slower)."""
+    lhs, rhs = eqn.invars
+    views = linalg.outer_product_operands(lhs.aval.shape, rhs.aval.shape,
+                                          eqn.params["dimension_numbers"])
+    fn = ns.xp_fn("multiply")
+
+    def view(arg, perm, shape):
+        moved = f"{arg}.transpose({perm!r})" if perm != tuple(range(len(perm))) else arg
+        return f"{moved}.reshape({shape!r})"
+
+    return Template(lambda args, out: _call(fn, [view(a, *v) for a, v in zip(args, views)], out),
+                    OUT)
 
 
 def _select(eqn, ns):

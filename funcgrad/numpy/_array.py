@@ -123,6 +123,10 @@ def dtype_key(x):
 def resolve_ufunc(ufunc: np.ufunc, keys: tuple) -> tuple[np.dtype, ...]:
     """The loop dtypes NumPy uses for ``ufunc`` on operands of these dtypes / weak types:
     ``(in_dtype_0, ..., out_dtype)``."""
+    if all(type(k) is type for k in keys):
+        # Only Python scalars: NumPy converts them to its default dtypes first (np.less(1, 2)
+        # compares int64s); asking with the weak Python types can pick an object loop.
+        keys = tuple(dtypes.python_scalar_dtype(k()) for k in keys)
     return ufunc.resolve_dtypes(keys + (None,) * ufunc.nout)
 
 

@@ -15,38 +15,34 @@ def _prep(a, b):
 
 
 def matmul(a, b):
-    """numpy.matmul: stacks of matrices broadcast over leading axes; 1-D operands are
-    promoted to matrices and the added axis is removed from the result."""
+    """numpy.matmul: stacks of matrices broadcast over leading axes; a 1-D operand is a
+    vector whose axis is contracted (numpy's added-then-removed axis never appears)."""
     if not tracing():
         return np.matmul(a, b)
     a, b, av, bv = _prep(a, b)
     if av.ndim == 0 or bv.ndim == 0:
         raise ValueError("matmul: input operand does not have enough dimensions")
-    a2 = st.reshape(a, (1,) + av.shape) if av.ndim == 1 else a
-    b2 = st.reshape(b, bv.shape + (1,)) if bv.ndim == 1 else b
-    sa, sb = core.get_aval(a2).shape, core.get_aval(b2).shape
-    if sa[-1] != sb[-2]:
-        raise core.type_error("matmul", f"contracting sizes differ: {sa[-1]} (from {av.shape}) vs "
-                              f"{sb[-2]} (from {bv.shape})", [av, bv])
+    rc = max(bv.ndim - 2, 0)
+    if av.shape[-1] != bv.shape[rc]:
+        raise core.type_error("matmul", f"contracting sizes differ: {av.shape[-1]} (from "
+                              f"{av.shape}) vs {bv.shape[rc]} (from {bv.shape})", [av, bv])
+    if av.ndim == 1 or bv.ndim == 1:
+        # The result's axes are the other operand's remaining ones, as numpy's are.
+        return linalg.dot_general(a, b, (((av.ndim - 1,), (rc,)), ((), ())))
+    sa, sb = av.shape, bv.shape
     batch = np.broadcast_shapes(sa[:-2], sb[:-2])
     nb = len(batch)
     # Unbatched operands contract without broadcasting (BLAS sees one large matrix).
-    if len(sb) == 2 and len(sa) >= 2:
-        out = linalg.dot_general(a2, b2, (((len(sa) - 1,), (0,)), ((), ())))
-    elif len(sa) == 2 and len(sb) > 2:
-        out = linalg.dot_general(a2, b2, (((1,), (len(sb) - 2,)), ((), ())))
+    if len(sb) == 2:
+        return linalg.dot_general(a, b, (((len(sa) - 1,), (0,)), ((), ())))
+    if len(sa) == 2:
+        out = linalg.dot_general(a, b, (((1,), (len(sb) - 2,)), ((), ())))
         # out: (m, batch..., n) -> (batch..., m, n)
-        out = st.transpose(out, tuple(range(1, nb + 1)) + (0, nb + 1))
-    else:
-        a3 = st.broadcast_to(a2, batch + sa[-2:])
-        b3 = st.broadcast_to(b2, batch + sb[-2:])
-        bd = tuple(range(nb))
-        out = linalg.dot_general(a3, b3, (((nb + 1,), (nb,)), (bd, bd)))
-    if av.ndim == 1:
-        out = st.squeeze(out, (core.get_aval(out).ndim - 2,))
-    if bv.ndim == 1:
-        out = st.squeeze(out, (core.get_aval(out).ndim - 1,))
-    return out
+        return st.transpose(out, tuple(range(1, nb + 1)) + (0, nb + 1))
+    a3 = st.broadcast_to(a, batch + sa[-2:])
+    b3 = st.broadcast_to(b, batch + sb[-2:])
+    bd = tuple(range(nb))
+    return linalg.dot_general(a3, b3, (((nb + 1,), (nb,)), (bd, bd)))
 
 
 def dot(a, b):

@@ -101,10 +101,17 @@ def install(fnp) -> None:
     def array_function(self, func, types, args, kwargs):
         if not core.is_tracing():
             raise core._leaked_error(self)
-        fn = getattr(fnp, func.__name__, None)
+        # numpy.linalg.norm -> funcgrad.numpy.linalg.norm, numpy.sum -> funcgrad.numpy.sum
+        namespace = fnp
+        for part in func.__module__.split(".")[1:]:
+            if not part.startswith("_"):
+                namespace = getattr(namespace, part, None)
+        fn = getattr(namespace, func.__name__, None) if namespace is not None else None
         if fn is None or not callable(fn):
-            raise TypeError(f"numpy.{func.__name__} is not supported on traced values "
-                            f"(funcgrad.numpy has no {func.__name__})")
+            qualified = ".".join([p for p in func.__module__.split(".") if not p.startswith("_")]
+                                 + [func.__name__])
+            raise TypeError(f"{qualified} is not supported on traced values "
+                            f"(funcgrad.numpy has no equivalent)")
         return fn(*args, **kwargs)
 
     T.__array_ufunc__ = array_ufunc
