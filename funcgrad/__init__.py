@@ -15,10 +15,12 @@ from . import lax
 from . import random  # noqa: F401
 from . import nn, scipy  # noqa: F401
 from .compiler.jit import jit
+from .config import config
+from .device import device_put, devices
 
 __version__ = "0.1.0"
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "jacfwd", "jacrev", "hessian",
            "vmap", "jit", "make_jaxpr", "stop_gradient", "custom_jvp", "custom_vjp", "checkpoint",
-           "remat", "tree_util", "numpy", "lax", "random", "nn", "scipy", "dtypes",
+           "remat", "config", "device_put", "devices", "tree_util", "numpy", "lax", "random", "nn", "scipy", "dtypes",
            "ConcretizationError", "UnexpectedTracerError", "TracerConversionError", "check_jaxpr"]

@@ -167,9 +167,15 @@ def _split_aux(result, name: str):
 def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
                    holomorphic: bool = False, allow_int: bool = False):
     """Return ``f`` that computes ``(fun(*args), grad)``, or ``((value, aux), grad)``."""
+    return _value_and_grad(fun, argnums, has_aux, holomorphic, allow_int, "value_and_grad")
+
+
+def _value_and_grad(fun: Callable, argnums, has_aux: bool, holomorphic: bool, allow_int: bool,
+                    name: str):
+    """value_and_grad; as ``grad`` (``name``) the value is not computed (it is None)."""
     if holomorphic:
         raise NotImplementedError("holomorphic=True is not supported (complex gradients)")
-    name = "value_and_grad" if fun is not None else "grad"
+    need_value = name != "grad"
 
     @functools.wraps(fun)
     def value_and_grad_f(*args, **kwargs):
@@ -199,7 +205,8 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
 
         closed, flat, in_tree, out_tree = _trace_args(scalar_fun, args, kwargs, nums, name)
         diff = [dtypes.is_differentiable(a.dtype) for a in closed.in_avals]
-        outs, backward = ad.vjp_flat(closed, flat, diff)
+        outs_needed = [need_value] + [True] * (len(closed.out_avals) - 1)
+        outs, backward = ad.vjp_flat(closed, flat, diff, outs_needed)
         value_aval = closed.out_avals[0]
         one = np.ones((), value_aval.dtype)
         cts = [one] + [Zero(ShapedArray(a.shape, dtypes.tangent_dtype(a.dtype)))
@@ -218,7 +225,7 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
 def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
          holomorphic: bool = False, allow_int: bool = False):
     """The gradient of a scalar function with respect to ``argnums`` (pytrees allowed)."""
-    vg = value_and_grad(fun, argnums, has_aux, holomorphic, allow_int)
+    vg = _value_and_grad(fun, argnums, has_aux, holomorphic, allow_int, "grad")
 
     @functools.wraps(fun)
     def grad_f(*args, **kwargs):
@@ -439,7 +446,6 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
         all_args = (args, kwargs)
         flat, in_tree = tree_flatten(all_args)
         axes = _flat_axes(in_axes, args, name) + [0] * len(tree_flatten(kwargs)[0])
-        paths = None
         sizes = {}
         avals, values, dims = [], [], []
         for i, (x, ax) in enumerate(zip(flat, axes)):
@@ -455,9 +461,8 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
                 continue
             aval = _aval_of_arg(x, name)
             if not isinstance(ax, int) or not -aval.ndim <= ax < max(aval.ndim, 0) or aval.ndim == 0:
-                paths = paths or [keystr(p) for p, _ in tree_flatten_with_path(all_args)[0]]
                 raise ValueError(f"{name}: in_axes={ax} is out of range for argument "
-                                 f"{_arg_name(paths[i])} of shape {aval.shape}")
+                                 f"{_arg_names(fun, all_args)[i]} of shape {aval.shape}")
             ax %= aval.ndim
             sizes[i] = aval.shape[ax]
             avals.append(ShapedArray(aval.shape[:ax] + aval.shape[ax + 1:], aval.dtype, aval.weak_type))
@@ -465,8 +470,9 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
             dims.append(ax)
         distinct = set(sizes.values())
         if len(distinct) > 1:
-            paths = [keystr(p) for p, _ in tree_flatten_with_path(all_args)[0]]
-            detail = ", ".join(f"{_arg_name(paths[i])} has size {n}" for i, n in sizes.items())
+            names = _arg_names(fun, all_args)
+            detail = ", ".join(f"{names[i]} has size {n} (axis {dims[i]} of "
+                               f"{core.get_aval(flat[i]).str_short()})" for i, n in sizes.items())
             raise ValueError(f"{name}: inconsistent sizes along the mapped axes: {detail}")
         if not sizes and axis_size is None:
             raise ValueError(f"{name}: no argument is mapped (all in_axes are None); give axis_size")
@@ -493,22 +499,34 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0, axis_size: int | No
         outs, out_dims = batching.batch_eval(closed.jaxpr, closed.consts, batched_args,
                                              [dims[i] for i in traced_idx])
         out_ax = _flat_out_axes(out_axes, out_tree[0], name)
+        for i, (o, d, w) in enumerate(zip(outs, out_dims, out_ax)):
+            _check_out_axis(name, out_tree[0], i, w, core.get_aval(o).ndim - (d is not None), d)
         outs = [batching.match_out_dim(o, d, w, size) for o, d, w in zip(outs, out_dims, out_ax)]
         return tree_unflatten(out_tree[0], outs)
 
     return vmapped
 
 
-def _arg_name(path: str) -> str:
-    # path looks like "[0][1]['w']": the first index is args/kwargs, then the position
-    return "args" + path[3:] if path.startswith("[0]") else "kwargs" + path[3:]
+def _arg_names(fun, all_args: tuple) -> list[str]:
+    """Names of the leaves of ``(args, kwargs)`` for messages: the parameter's name (from
+    ``fun``'s signature, else ``args[i]``) and the path inside it, as in ``params['w']``."""
+    try:
+        params = inspect.signature(fun).parameters.values()
+        positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        positional = []
+    names = []
+    for path, _ in tree_flatten_with_path(all_args)[0]:
+        kind, key = path[0], path[1]
+        base = key if kind == 1 else positional[key] if key < len(positional) else f"args[{key}]"
+        names.append(base + keystr(path[2:]))
+    return names
 
 
 def _flat_out_axes(out_axes, out_tree, name: str) -> list:
     if isinstance(out_axes, (int, type(None))):
         return [out_axes] * out_tree.num_leaves
     axes_leaves, axes_tree = tree_flatten(out_axes, is_leaf=lambda x: x is None)
-    from .tree_util import PyTreeDef
     try:
         # Expand the prefix over the output structure.
         dummy = out_tree.unflatten([0] * out_tree.num_leaves)
@@ -518,8 +536,24 @@ def _flat_out_axes(out_axes, out_tree, name: str) -> list:
     out = []
     for ax, sub in zip(axes_leaves, subtrees):
         out.extend([ax] * tree_structure(sub).num_leaves)
-    del PyTreeDef
     return out
+
+
+def _check_out_axis(name: str, out_tree, i: int, axis, ndim: int, batched_at) -> None:
+    """out_axes[i] must be None (for an unbatched output) or an axis of the batched output."""
+    def where() -> str:
+        paths = [keystr(p) for p, _ in tree_flatten_with_path(out_tree.unflatten(
+            range(out_tree.num_leaves)))[0]]
+        return f"output{paths[i]}" if paths[i] else "the output"
+
+    if axis is None:
+        if batched_at is not None:
+            raise ValueError(f"{name}: out_axes=None for {where()}, but it varies along the mapped "
+                             "axis (only outputs that do not depend on mapped inputs can be "
+                             "unmapped)")
+    elif not isinstance(axis, (int, np.integer)) or not -(ndim + 1) <= axis <= ndim:
+        raise ValueError(f"{name}: out_axes={axis!r} is out of range for {where()}, which has "
+                         f"{ndim} dimension{'s' if ndim != 1 else ''} per example")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -278,9 +278,10 @@ def pp_jaxpr(jaxpr: Jaxpr, indent: int = 0, source: bool = False) -> str:
     lines = [f"{pad}{{ lambda {consts}; {ins}. let"]
     for eqn in jaxpr.eqns:
         outs = " ".join(name.binder(v) for v in eqn.outvars) or "_"
+        shown = [(k, v) for k, v in eqn.params.items() if v is not None]   # None: the default
         params = ""
-        if eqn.params:
-            params = "[" + " ".join(f"{k}={_pp_param(v, indent + 4)}" for k, v in eqn.params.items()) + "]"
+        if shown:
+            params = "[" + " ".join(f"{k}={_pp_param(v, indent + 4)}" for k, v in shown) + "]"
         args = " ".join(name(v) for v in eqn.invars)
         line = f"{pad}    {outs} = {eqn.primitive.name}{params} {args}".rstrip()
         if source and eqn.source_info is not None:
@@ -614,6 +615,8 @@ class Tracer:
     __complex__ = __float__
 
     def __array__(self, dtype=None, copy=None):
+        if not self._trace.alive:
+            raise _leaked_error(self)
         raise TracerConversionError(
             f"a traced {self.aval.str_short()} was converted to a numpy array"
             f"{_where(user_source_info())}. Inside funcgrad transforms use funcgrad.numpy "

@@ -169,22 +169,22 @@ class PyTreeDef:
     def flatten_up_to(self, tree: Any) -> list:
         """The subtrees of ``tree`` at this structure's leaves (``tree`` may be deeper)."""
         out: list = []
-        self._flatten_up_to(tree, out, tree)
+        self._flatten_up_to(tree, out, (self, tree), ())
         return out
 
-    def _flatten_up_to(self, x, out, whole):
+    def _flatten_up_to(self, x, out, whole, path):
         if self.node is None:
             out.append(x)
             return
         node = _node_type(x)
-        if node is None or node.name != self.node.name:
-            raise ValueError(_mismatch_message(self, whole))
-        children, aux = node.flatten(x)
+        children, aux = node.flatten(x) if node is not None else ((), None)
         children = list(children)
-        if aux != self.aux or len(children) != len(self.children):
-            raise ValueError(_mismatch_message(self, whole))
-        for c, sub in zip(self.children, children):
-            c._flatten_up_to(sub, out, whole)
+        if (node is None or node.name != self.node.name or aux != self.aux
+                or len(children) != len(self.children)):
+            raise ValueError(_mismatch_message(*whole, path, self, x))
+        keys = self.aux if self.node.name == "dict" else range(len(children))
+        for c, sub, k in zip(self.children, children, keys):
+            c._flatten_up_to(sub, out, whole, path + (k,))
 
     def __repr__(self):
         return f"PyTreeDef({self._str()})"
@@ -202,7 +202,8 @@ class PyTreeDef:
             return "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(self.aux, kids)) + "}"
         if name == "NoneType":
             return "None"
-        return f"{name}[{self.aux!r}](" + ", ".join(kids) + ")"
+        aux = "" if self.aux is None else f"[{self.aux!r}]"
+        return f"{name}{aux}(" + ", ".join(kids) + ")"
 
 
 _LEAF = PyTreeDef(None, None, ())
@@ -247,8 +248,11 @@ def all_leaves(iterable: Iterable) -> bool:
     return all(tree_structure(x) == _LEAF for x in iterable)
 
 
-def _mismatch_message(expected: PyTreeDef, tree: Any) -> str:
-    return ("pytree structures do not match:\n"
+def _mismatch_message(expected: PyTreeDef, tree: Any, path: tuple, expected_here: PyTreeDef,
+                      got_here: Any) -> str:
+    where = keystr(path) or "the top level"
+    return (f"pytree structures do not match at {where}: expected {expected_here._str()}, got "
+            f"{tree_structure(got_here)._str()}\n"
             f"  expected: {expected}\n"
             f"  got:      {tree_structure(tree)}")
 

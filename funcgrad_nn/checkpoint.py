@@ -76,11 +76,18 @@ def save(path: str | os.PathLike, tree: Any, **metadata) -> None:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes it private; save as open() would
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _read(path) -> tuple[dict[str, np.ndarray], dict]:
@@ -98,8 +105,11 @@ def _read(path) -> tuple[dict[str, np.ndarray], dict]:
         meta = json.loads(arrays.pop(_META).tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"corrupt checkpoint metadata in {path}: {e}") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path}: unsupported checkpoint format {found!r}")
+    if not isinstance(meta.get("metadata"), dict) or "structure" not in meta:
+        raise CheckpointError(f"corrupt checkpoint metadata in {path}")
     return arrays, meta
 
 
@@ -125,7 +135,13 @@ def _rebuild(desc, arrays, prefix: tuple):
 def load(path) -> tuple[Any, dict]:
     """Read a checkpoint as plain containers (named tuples become dicts) and its metadata."""
     arrays, meta = _read(path)
-    return _rebuild(meta["structure"], arrays, ()), meta["metadata"]
+    try:
+        tree = _rebuild(meta["structure"], arrays, ())
+    except CheckpointError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"corrupt checkpoint structure in {os.fspath(path)}: {e!r}") from None
+    return tree, meta["metadata"]
 
 
 def restore(path, template: Any) -> tuple[Any, dict]:

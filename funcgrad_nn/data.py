@@ -52,10 +52,6 @@ def minibatches(x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 64
         yield (x[idx], y[idx]) if y is not None else x[idx]
 
 
-def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
-    return n // batch_size if drop_last else -(-n // batch_size)
-
-
 def random_crop(key, images, padding: int):
     """Zero-pad NCHW ``images`` by ``padding`` and crop back at a random offset per image."""
     n, c, h, w = fnp.shape(images)
@@ -74,10 +70,3 @@ def random_flip_horizontal(key, images, prob: float = 0.5):
     """Mirror each NCHW image left-right with probability ``prob``."""
     flip = random.bernoulli(key, prob, (fnp.shape(images)[0],))
     return fnp.where(flip[:, None, None, None], images[..., ::-1], images)
-
-
-def standardize(x_train: np.ndarray, *others: np.ndarray, eps: float = 1e-8):
-    """Scale every array by the training set's mean and standard deviation."""
-    mean, std = x_train.mean(), x_train.std() + eps
-    out = tuple((a - mean) / std for a in (x_train,) + others)
-    return out if others else out[0]

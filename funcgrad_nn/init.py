@@ -1,8 +1,10 @@
-"""Parameter initializers: ``init(key, shape, dtype) -> array``.
+"""Parameter initializers: functions ``init(key, shape, dtype) -> array``.
 
+``zeros`` and ``ones`` are initializers; the others are factories taking their
+hyperparameters (``normal(0.01)``, ``he_normal()``); :func:`get` accepts either by name.
 Fans follow the layouts funcgrad_nn uses: a dense kernel is ``(in, out)``; a conv kernel is
 ``(out_channels, in_channels // groups, *window)`` (OIHW), whose receptive field multiplies
-both fans (fan_in = I*H*W, fan_out = O*H*W), as in PyTorch and the course material.
+both fans (fan_in = I*kh*kw, fan_out = O*kh*kw), as in PyTorch and the course material.
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from funcgrad import random
 Initializer = Callable[..., object]
 
 
-def compute_fans(shape: Sequence[int], layout: str = "auto") -> tuple[int, int]:
-    """(fan_in, fan_out) of a kernel. 2-D shapes are dense ``(in, out)``; higher ranks are
-    conv kernels ``(out, in, *window)``."""
+def compute_fans(shape: Sequence[int]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a kernel: 2-D shapes are dense ``(in, out)``; higher ranks
+    are conv kernels ``(out, in, *window)``; a vector's fans are its length."""
     shape = tuple(shape)
     if len(shape) == 0:
         return 1, 1
@@ -32,16 +34,19 @@ def compute_fans(shape: Sequence[int], layout: str = "auto") -> tuple[int, int]:
 
 
 def constant(value: float) -> Initializer:
+    """Every element ``value``."""
     def init(key, shape, dtype=np.float32):
         return fnp.full(shape, value, dtype)
     return init
 
 
 def zeros(key, shape, dtype=np.float32):
+    """All zeros (the usual bias initializer)."""
     return fnp.zeros(shape, dtype)
 
 
 def ones(key, shape, dtype=np.float32):
+    """All ones."""
     return fnp.ones(shape, dtype)
 
 
@@ -60,7 +65,9 @@ def uniform(scale: float = 1e-2) -> Initializer:
 
 
 def variance_scaling(scale: float, mode: str, distribution: str) -> Initializer:
-    """Variance ``scale / n`` with n = fan_in, fan_out or their average."""
+    """Zero-mean values of variance ``scale / n``, n = fan_in, fan_out or their average,
+    from a normal, a normal truncated at two standard deviations (rescaled to keep the
+    variance), or a uniform distribution."""
     if mode not in ("fan_in", "fan_out", "fan_avg"):
         raise ValueError(f"variance_scaling: unknown mode {mode!r}")
     if distribution not in ("normal", "truncated_normal", "uniform"):
@@ -86,6 +93,7 @@ def glorot_normal() -> Initializer:
 
 
 def glorot_uniform() -> Initializer:
+    """Xavier/Glorot uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out))."""
     return variance_scaling(1.0, "fan_avg", "uniform")
 
 
@@ -95,6 +103,7 @@ def he_normal() -> Initializer:
 
 
 def he_uniform() -> Initializer:
+    """He/Kaiming uniform: U(-a, a) with a = sqrt(6 / fan_in)."""
     return variance_scaling(2.0, "fan_in", "uniform")
 
 
@@ -104,6 +113,7 @@ def lecun_normal() -> Initializer:
 
 
 def lecun_uniform() -> Initializer:
+    """LeCun uniform: U(-a, a) with a = sqrt(3 / fan_in)."""
     return variance_scaling(1.0, "fan_in", "uniform")
 
 

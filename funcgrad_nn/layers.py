@@ -3,20 +3,33 @@
     params, state = model.init(key, example_input)
     y, state = model.apply(params, state, x, train=False, rng=None)
 
-``params`` and ``state`` are nested dicts keyed by layer names (``"dense_0"``, or the
-``name=`` you give), so checkpoints are readable and weights can be copied by name. Layers
-with nothing to store leave no entry. Layout is NCHW for images, as in the course material.
+``params`` and ``state`` (batch-norm running statistics) are nested dicts keyed by layer
+names: a :class:`Sequential` names its children ``<kind>_<index>`` (``"conv2d_0"``,
+``"relu_1"``) unless they were given ``name=``, so checkpoints are readable and weights can be
+copied by name. Layers with nothing to store leave no entry. Images are NCHW, conv kernels
+OIHW, as in the course material. ``init`` only looks at the example input's shape and dtype.
 
-A custom layer is a subclass with two methods::
+Every ``apply`` is a pure function of its arguments, so models work eagerly and under
+``jit``, ``grad`` and ``vmap``. Under ``vmap`` each mapped call is its own batch: for
+per-example gradients call the model on ``x[None]`` inside the mapped function; batch
+statistics (``BatchNorm`` with ``train=True``) are then one example's, so use
+``train=False`` or ``LayerNorm``/``GroupNorm`` there; ``Dropout`` draws one mask per key, so
+map over ``random.split(key, n)`` to give each example its own.
+
+A custom layer is a subclass with ``init`` (when it has parameters) and ``apply``::
 
     class Scale(Module):
         def init(self, key, x):
-            return {"s": fnp.ones(x.shape[-1:], x.dtype)}, {}
-        def apply(self, params, state, x, train=False, rng=None):
+            return {"s": np.ones(x.shape[-1:], x.dtype)}, {}
+
+        def apply(self, params, state, x, *, train=False, rng=None):
             return x * params["s"], state
+
+and a parameter-free one is ``Lambda(fn)`` (or ``Activation("gelu")``).
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Callable, Sequence
 
@@ -29,66 +42,94 @@ from funcgrad import nn as fnn
 
 from . import init as initializers
 
+Params = dict
+State = dict
+
+
 # ---------------------------------------------------------------------------------------------
-# Base
+# Base class and containers
 
 
 class Module:
-    """A layer: hyperparameters, plus ``init`` and ``apply``."""
+    """A layer: hyperparameters, plus the pure functions ``init`` and ``apply``."""
 
     def __init__(self, *, name: str | None = None):
         self.name = name
 
     def default_name(self) -> str:
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower().replace("2_d", "2d")
+        """The name a container gives this layer when none was given: the class name in
+        snake case (``BatchNorm`` -> ``batch_norm``, ``Conv2D`` -> ``conv2d``)."""
+        return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", type(self).__name__).lower()
 
-    def init(self, key, x) -> tuple[dict, dict]:
-        """Create ``(params, state)`` for inputs like ``x``."""
+    def init(self, key, x) -> tuple[Params, State]:
+        """``(params, state)`` for inputs shaped like ``x``; none by default."""
         return {}, {}
 
-    def apply(self, params: dict, state: dict, x, train: bool = False, rng=None):
-        """Return ``(y, new_state)``."""
-        raise NotImplementedError(f"{type(self).__name__}.apply")
+    def apply(self, params: Params, state: State, x, *, train: bool = False, rng=None):
+        """``(y, new_state)``. ``train`` selects training behaviour (batch statistics,
+        dropout); ``rng`` is a PRNG key for layers that draw random numbers."""
+        raise NotImplementedError(f"{type(self).__name__} must define apply")
+
+    def _error(self, message: str) -> ValueError:
+        label = type(self).__name__ + (f" {self.name!r}" if self.name else "")
+        return ValueError(f"{label}: {message}")
+
+    def _check_rank(self, x, rank: int, layout: str, exact: bool = True):
+        """Inputs must have rank ``rank`` (at least ``rank`` with ``exact=False``)."""
+        if fnp.ndim(x) < rank or exact and fnp.ndim(x) != rank:
+            raise self._error(f"expects {layout} inputs, got shape {fnp.shape(x)}")
 
     def __repr__(self):
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "name" and v is not None)
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if v is not None)
         return f"{type(self).__name__}({fields})"
 
 
-def output_like(layer: Module, params, state, x):
-    """A zeros array shaped like ``layer``'s output for input ``x`` (traced abstractly)."""
-    _, shape = funcgrad.make_jaxpr(lambda p, s, v: layer.apply(p, s, v, train=False)[0],
-                                   return_shape=True)(params, state, x)
-    return np.zeros(shape.shape, shape.dtype)
+def _dtype(x) -> np.dtype:
+    return np.dtype(fnp.asarray(x).dtype)
+
+
+def _param_dtype(x) -> np.dtype:
+    """Parameters take the input's float dtype (float32 for integer inputs)."""
+    dt = _dtype(x)
+    return dt if dt.kind == "f" else np.dtype(np.float32)
+
+
+def _output_like(layer: Module, params: Params, state: State, x) -> np.ndarray:
+    """Zeros shaped like ``layer``'s output for ``x``, found by tracing (nothing is computed)."""
+    _, out = funcgrad.make_jaxpr(lambda p, s, v: layer.apply(p, s, v)[0], return_shape=True)(
+        params, state, x)
+    return np.zeros(out.shape, out.dtype)
+
+
+def _split(rng, n: int) -> list:
+    return list(random.split(rng, n)) if rng is not None else [None] * n
 
 
 class Sequential(Module):
-    """Layers applied in order; children are named ``<type>_<index>`` unless named."""
+    """Layers applied in order; each child's params/state live under its name."""
 
     def __init__(self, layers: Sequence[Module], *, name: str | None = None):
         super().__init__(name=name)
         self.layers = list(layers)
-        names = [l.name or f"{l.default_name()}_{i}" for i, l in enumerate(self.layers)]
-        if len(set(names)) != len(names):
-            raise ValueError(f"Sequential: layer names must be unique, got {names}")
-        self.names = names
+        self.names = [l.name or f"{l.default_name()}_{i}" for i, l in enumerate(self.layers)]
+        duplicates = sorted({n for n in self.names if self.names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"Sequential: layer names must be unique, {duplicates} repeat")
 
     def init(self, key, x):
         params, state = {}, {}
-        keys = random.split(key, max(len(self.layers), 1))
-        for name, layer, k in zip(self.names, self.layers, keys):
+        for name, layer, k in zip(self.names, self.layers, _split(key, len(self.layers))):
             p, s = layer.init(k, x)
             if p:
                 params[name] = p
             if s:
                 state[name] = s
-            x = output_like(layer, p, s, x)
+            x = _output_like(layer, p, s, x)
         return params, state
 
-    def apply(self, params, state, x, train=False, rng=None):
+    def apply(self, params, state, x, *, train=False, rng=None):
         new_state = {}
-        rngs = random.split(rng, len(self.layers)) if rng is not None else [None] * len(self.layers)
-        for name, layer, r in zip(self.names, self.layers, rngs):
+        for name, layer, r in zip(self.names, self.layers, _split(rng, len(self.layers))):
             x, s = layer.apply(params.get(name, {}), state.get(name, {}), x, train=train, rng=r)
             if s:
                 new_state[name] = s
@@ -96,77 +137,71 @@ class Sequential(Module):
 
 
 class Residual(Module):
-    """``block(x) + shortcut(x)``; the shortcut is the identity unless given (e.g. a 1x1 conv)."""
+    """``block(x) + shortcut(x)``: a skip connection. The shortcut is the identity unless
+    given (e.g. a strided 1x1 ``Conv2D`` when the block changes the shape). Params and state
+    live under ``"block"`` and ``"shortcut"``."""
 
     def __init__(self, block: Module, shortcut: Module | None = None, *, name: str | None = None):
         super().__init__(name=name)
         self.block, self.shortcut = block, shortcut
 
+    def _parts(self):
+        return [("block", self.block)] + ([("shortcut", self.shortcut)] if self.shortcut else [])
+
     def init(self, key, x):
-        kb, ks = random.split(key)
-        pb, sb = self.block.init(kb, x)
-        params, state = {"block": pb}, {"block": sb}
-        if self.shortcut is not None:
-            params["shortcut"], state["shortcut"] = self.shortcut.init(ks, x)
-        return _prune(params), _prune(state)
+        params, state = {}, {}
+        for (part, layer), k in zip(self._parts(), random.split(key)):
+            p, s = layer.init(k, x)
+            if p:
+                params[part] = p
+            if s:
+                state[part] = s
+        return params, state
 
-    def apply(self, params, state, x, train=False, rng=None):
-        rb, rs = random.split(rng) if rng is not None else (None, None)
-        y, sb = self.block.apply(params.get("block", {}), state.get("block", {}), x, train, rb)
-        new_state = {"block": sb}
-        if self.shortcut is not None:
-            x, ss = self.shortcut.apply(params.get("shortcut", {}), state.get("shortcut", {}), x, train, rs)
-            new_state["shortcut"] = ss
-        if fnp.shape(y) != fnp.shape(x):
-            raise ValueError(f"Residual: block output {fnp.shape(y)} and shortcut {fnp.shape(x)} "
-                             "differ in shape; give a shortcut layer")
-        return y + x, _prune(new_state)
-
-
-def _prune(d: dict) -> dict:
-    return {k: v for k, v in d.items() if v}
+    def apply(self, params, state, x, *, train=False, rng=None):
+        outs, new_state = {"shortcut": x}, {}
+        for (part, layer), r in zip(self._parts(), _split(rng, 2)):
+            outs[part], s = layer.apply(params.get(part, {}), state.get(part, {}), x,
+                                        train=train, rng=r)
+            if s:
+                new_state[part] = s
+        y, skip = outs["block"], outs["shortcut"]
+        if fnp.shape(y) != fnp.shape(skip):
+            raise self._error(f"block output {fnp.shape(y)} and shortcut {fnp.shape(skip)} differ "
+                              "in shape; give a shortcut layer that matches them")
+        return y + skip, new_state
 
 
 class Lambda(Module):
-    """A parameter-free layer from a function of the input."""
+    """A parameter-free layer ``x -> fn(x)``; named after ``fn``."""
 
     def __init__(self, fn: Callable, *, name: str | None = None):
         super().__init__(name=name)
         self.fn = fn
 
     def default_name(self) -> str:
-        return getattr(self.fn, "__name__", "lambda").strip("<>")
+        name = getattr(self.fn, "__name__", "")
+        return name if name.isidentifier() else "lambda"
 
-    def apply(self, params, state, x, train=False, rng=None):
+    def apply(self, params, state, x, *, train=False, rng=None):
         return self.fn(x), state
 
 
 def Activation(fn: Callable | str, *, name: str | None = None) -> Lambda:
-    """An activation layer: ``Activation("relu")`` or ``Activation(funcgrad.nn.gelu)``."""
+    """An activation layer by name (``Activation("relu")``, see :data:`ACTIVATIONS`) or
+    function (``Activation(funcgrad.nn.gelu)``)."""
     if isinstance(fn, str):
-        try:
-            fn = ACTIVATIONS[fn]
-        except KeyError:
-            raise ValueError(f"unknown activation {fn!r}; choose from {sorted(ACTIVATIONS)}") from None
+        if fn not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {fn!r}; choose from {sorted(ACTIVATIONS)}")
+        fn = ACTIVATIONS[fn]
     return Lambda(fn, name=name)
-
-
-def Relu(*, name=None):
-    return Lambda(fnn.relu, name=name)
-
-
-def Tanh(*, name=None):
-    return Lambda(fnp.tanh, name=name)
-
-
-def Sigmoid(*, name=None):
-    return Lambda(fnn.sigmoid, name=name)
 
 
 class Flatten(Module):
     """``(N, ...) -> (N, prod(...))``."""
 
-    def apply(self, params, state, x, train=False, rng=None):
+    def apply(self, params, state, x, *, train=False, rng=None):
+        self._check_rank(x, 1, "(N, ...)", exact=False)
         return fnp.reshape(x, (fnp.shape(x)[0], -1)), state
 
 
@@ -175,10 +210,11 @@ class Flatten(Module):
 
 
 class Dense(Module):
-    """``x @ w + b`` on the last axis; ``w`` is ``(in, features)``."""
+    """``x @ w + b`` over the last axis; ``w`` is ``(in_features, features)``.
+    Default init: LeCun normal weights (He normal suits ReLU nets), zero bias."""
 
     def __init__(self, features: int, *, use_bias: bool = True, w_init="lecun_normal",
-                 b_init=initializers.zeros, name: str | None = None):
+                 b_init="zeros", name: str | None = None):
         super().__init__(name=name)
         if features <= 0:
             raise ValueError(f"Dense: features must be positive, got {features}")
@@ -186,14 +222,18 @@ class Dense(Module):
         self.w_init, self.b_init = initializers.get(w_init), initializers.get(b_init)
 
     def init(self, key, x):
+        self._check_rank(x, 1, "(..., features)", exact=False)
         kw, kb = random.split(key)
-        dtype = _float_dtype(x)
+        dtype = _param_dtype(x)
         params = {"w": self.w_init(kw, (fnp.shape(x)[-1], self.features), dtype)}
         if self.use_bias:
             params["b"] = self.b_init(kb, (self.features,), dtype)
         return params, {}
 
-    def apply(self, params, state, x, train=False, rng=None):
+    def apply(self, params, state, x, *, train=False, rng=None):
+        d_in = fnp.shape(params["w"])[0]
+        if fnp.ndim(x) < 1 or fnp.shape(x)[-1] != d_in:
+            raise self._error(f"expects {d_in} features on the last axis, got shape {fnp.shape(x)}")
         y = fnp.matmul(x, params["w"])
         return (y + params["b"] if self.use_bias else y), state
 
@@ -201,80 +241,90 @@ class Dense(Module):
 Linear = Dense
 
 
-def _float_dtype(x):
-    dt = np.dtype(fnp.asarray(x).dtype) if not isinstance(x, funcgrad.core.Tracer) else x.dtype
-    return dt if dt.kind == "f" else np.dtype(np.float32)
-
-
 class Embedding(Module):
-    """Integer ids ``(...)`` -> vectors ``(..., features)`` from a ``(num_embeddings, features)`` table."""
+    """Integer ids ``(...)`` -> rows of a ``(num_embeddings, features)`` table, shape
+    ``(..., features)``. Default init: N(0, 1), in ``dtype``."""
 
-    def __init__(self, num_embeddings: int, features: int, *, init=None, name: str | None = None):
+    def __init__(self, num_embeddings: int, features: int, *, init="normal", dtype=np.float32,
+                 name: str | None = None):
         super().__init__(name=name)
-        self.num_embeddings, self.features = num_embeddings, features
-        self.table_init = initializers.get(init) if init is not None else initializers.normal(1.0)
+        self.num_embeddings, self.features, self.dtype = num_embeddings, features, np.dtype(dtype)
+        self.table_init = initializers.normal(1.0) if init == "normal" else initializers.get(init)
 
     def init(self, key, x):
-        return {"table": self.table_init(key, (self.num_embeddings, self.features), np.float32)}, {}
+        return {"table": self.table_init(key, (self.num_embeddings, self.features), self.dtype)}, {}
 
-    def apply(self, params, state, x, train=False, rng=None):
+    def apply(self, params, state, x, *, train=False, rng=None):
+        if _dtype(x).kind not in "iu":
+            raise self._error(f"expects integer ids, got {_dtype(x)}")
         return fnp.take(params["table"], x, axis=0), state
 
 
 # ---------------------------------------------------------------------------------------------
 # Convolution and pooling (NCHW activations, OIHW kernels)
 
-
-def _pair(v, name: str) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(v)
-    if len(v) != 2:
-        raise ValueError(f"{name} must be an int or a pair, got {v}")
-    return v
+_NCHW = ("NCHW", "OIHW", "NCHW")
 
 
-def _padding(padding, kernel, dilation):
+def _pair(v, what: str) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, int) else tuple(v)
+    if len(pair) != 2 or not all(isinstance(i, int) for i in pair):
+        raise ValueError(f"{what} must be an int or a pair of ints, got {v!r}")
+    return pair
+
+
+def _padding(padding, what: str = "padding"):
+    """"SAME"/"VALID", an int, ``(ph, pw)``, or ``((top, bottom), (left, right))``."""
     if isinstance(padding, str):
         if padding.upper() not in ("SAME", "VALID"):
-            raise ValueError(f"padding must be 'SAME', 'VALID', an int or pairs, got {padding!r}")
+            raise ValueError(f"{what} must be 'SAME', 'VALID', an int or pairs, got {padding!r}")
         return padding.upper()
     if isinstance(padding, int):
-        return ((padding, padding), (padding, padding))
-    return tuple(_pair(p, "padding") for p in padding)
+        return ((padding, padding),) * 2
+    if len(padding) != 2:
+        raise ValueError(f"{what} must have one entry per spatial axis, got {padding!r}")
+    return tuple(_pair(p, what) for p in padding)
 
 
 class Conv2D(Module):
-    """2-D convolution, NCHW input, OIHW kernel ``(features, in // groups, kh, kw)``."""
+    """2-D convolution of NCHW inputs with an OIHW kernel ``(features, in // groups, kh, kw)``.
+
+    ``padding``: "SAME" (default), "VALID", an int, ``(ph, pw)`` or ``((top, bottom), (left,
+    right))``; ``dilation`` spaces the kernel taps; ``groups`` splits the channels into
+    independent convolutions (``groups == in_channels`` is depthwise). Default init: He
+    normal with fan_in = in/groups * kh * kw, zero bias."""
 
     def __init__(self, features: int, kernel_size=3, *, stride=1, padding="SAME", dilation=1,
-                 groups: int = 1, use_bias: bool = True, w_init="he_normal", b_init=initializers.zeros,
+                 groups: int = 1, use_bias: bool = True, w_init="he_normal", b_init="zeros",
                  name: str | None = None):
         super().__init__(name=name)
+        if features <= 0 or groups <= 0 or features % groups:
+            raise ValueError(f"Conv2D: features ({features}) must be a positive multiple of "
+                             f"groups ({groups})")
         self.features, self.kernel_size = features, _pair(kernel_size, "kernel_size")
         self.stride, self.dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-        self.padding = _padding(padding, self.kernel_size, self.dilation)
-        self.groups, self.use_bias = groups, use_bias
+        self.padding, self.groups, self.use_bias = _padding(padding), groups, use_bias
         self.w_init, self.b_init = initializers.get(w_init), initializers.get(b_init)
-        if features % groups:
-            raise ValueError(f"Conv2D: features ({features}) must be divisible by groups ({groups})")
 
     def init(self, key, x):
-        if fnp.ndim(x) != 4:
-            raise ValueError(f"Conv2D expects NCHW input of rank 4, got shape {fnp.shape(x)}")
+        self._check_rank(x, 4, "NCHW")
         cin = fnp.shape(x)[1]
         if cin % self.groups:
-            raise ValueError(f"Conv2D: input channels ({cin}) must be divisible by groups ({self.groups})")
+            raise self._error(f"input channels ({cin}) must be divisible by groups ({self.groups})")
         kw, kb = random.split(key)
-        dtype = _float_dtype(x)
+        dtype = _param_dtype(x)
         params = {"w": self.w_init(kw, (self.features, cin // self.groups) + self.kernel_size, dtype)}
         if self.use_bias:
             params["b"] = self.b_init(kb, (self.features,), dtype)
         return params, {}
 
-    def apply(self, params, state, x, train=False, rng=None):
-        y = lax.conv_general_dilated(x, params["w"], self.stride, self.padding, rhs_dilation=self.dilation,
-                                     dimension_numbers=("NCHW", "OIHW", "NCHW"),
+    def apply(self, params, state, x, *, train=False, rng=None):
+        self._check_rank(x, 4, "NCHW")
+        cin = fnp.shape(params["w"])[1] * self.groups
+        if fnp.shape(x)[1] != cin:
+            raise self._error(f"expects {cin} input channels (axis 1 of NCHW), got shape {fnp.shape(x)}")
+        y = lax.conv_general_dilated(x, params["w"], self.stride, self.padding,
+                                     rhs_dilation=self.dilation, dimension_numbers=_NCHW,
                                      feature_group_count=self.groups)
         if self.use_bias:
             y = y + fnp.reshape(params["b"], (1, -1, 1, 1))
@@ -282,76 +332,90 @@ class Conv2D(Module):
 
 
 class ConvTranspose2D(Module):
-    """Transposed convolution (the gradient of Conv2D w.r.t. its input), kernel
-    ``(in, features, kh, kw)`` as PyTorch; output size ``(H-1)*stride - 2*padding + kh``."""
+    """Transposed convolution: the input-gradient of a ``Conv2D`` with the same stride and
+    padding, used to upsample. Kernel ``(in_channels, features, kh, kw)`` (PyTorch's
+    layout); output size ``(H - 1) * stride - 2 * padding + kh``. Default init: He normal,
+    zero bias."""
 
-    def __init__(self, features: int, kernel_size=3, *, stride=1, padding: int = 0, use_bias=True,
-                 w_init="he_normal", b_init=initializers.zeros, name: str | None = None):
+    def __init__(self, features: int, kernel_size=3, *, stride=1, padding: int = 0,
+                 use_bias: bool = True, w_init="he_normal", b_init="zeros", name: str | None = None):
         super().__init__(name=name)
+        if features <= 0:
+            raise ValueError(f"ConvTranspose2D: features must be positive, got {features}")
         self.features, self.kernel_size = features, _pair(kernel_size, "kernel_size")
         self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        if any(p >= k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"ConvTranspose2D: padding {self.padding} must be smaller than the "
+                             f"kernel {self.kernel_size}")
         self.use_bias = use_bias
         self.w_init, self.b_init = initializers.get(w_init), initializers.get(b_init)
 
     def init(self, key, x):
+        self._check_rank(x, 4, "NCHW")
         kw, kb = random.split(key)
-        dtype = _float_dtype(x)
+        dtype = _param_dtype(x)
         params = {"w": self.w_init(kw, (fnp.shape(x)[1], self.features) + self.kernel_size, dtype)}
         if self.use_bias:
             params["b"] = self.b_init(kb, (self.features,), dtype)
         return params, {}
 
-    def apply(self, params, state, x, train=False, rng=None):
-        # A stride-1 conv over the stride-dilated input with the flipped, I/O-swapped kernel.
-        w = fnp.flip(fnp.transpose(params["w"], (1, 0, 2, 3)), (2, 3))
+    def apply(self, params, state, x, *, train=False, rng=None):
+        self._check_rank(x, 4, "NCHW")
+        cin = fnp.shape(params["w"])[0]
+        if fnp.shape(x)[1] != cin:
+            raise self._error(f"expects {cin} input channels (axis 1 of NCHW), got shape {fnp.shape(x)}")
+        # A stride-1 convolution over the stride-dilated input with the spatially flipped
+        # kernel, input/output channels swapped, padded by k - 1 - padding.
+        w = fnp.flip(fnp.swapaxes(params["w"], 0, 1), (2, 3))
         pads = tuple((k - 1 - p, k - 1 - p) for k, p in zip(self.kernel_size, self.padding))
         y = lax.conv_general_dilated(x, w, (1, 1), pads, lhs_dilation=self.stride,
-                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
+                                     dimension_numbers=_NCHW)
         if self.use_bias:
             y = y + fnp.reshape(params["b"], (1, -1, 1, 1))
         return y, state
 
 
 class _Pool2D(Module):
+    """Pooling over ``window`` patches of NCHW inputs; ``stride`` defaults to the window."""
+
     def __init__(self, window=2, stride=None, padding="VALID", *, name: str | None = None):
         super().__init__(name=name)
         self.window = _pair(window, "window")
-        self.stride = _pair(stride, "stride") if stride is not None else self.window
-        self.padding = _padding(padding, self.window, (1, 1))
+        self.stride = self.window if stride is None else _pair(stride, "stride")
+        self.padding = _padding(padding)
 
-    def _pads(self, x):
-        if isinstance(self.padding, str):
-            return self.padding
-        return ((0, 0), (0, 0)) + tuple(self.padding)
+    def _reduce(self, x, computation):
+        """``reduce_window`` over the spatial axes of NCHW ``x``."""
+        self._check_rank(x, 4, "NCHW")
+        pads = self.padding if isinstance(self.padding, str) else ((0, 0), (0, 0)) + self.padding
+        return lax.reduce_window(x, None, computation, (1, 1) + self.window, (1, 1) + self.stride,
+                                 pads)
 
 
 class MaxPool2D(_Pool2D):
-    """Max over ``window`` patches of an NCHW input (stride defaults to the window)."""
+    """Max over each window (SAME padding never wins: it is -inf)."""
 
-    def apply(self, params, state, x, train=False, rng=None):
-        return lax.reduce_window(x, -np.inf, lax.max, (1, 1) + self.window, (1, 1) + self.stride,
-                                 self._pads(x)), state
+    def apply(self, params, state, x, *, train=False, rng=None):
+        return self._reduce(x, lax.max), state
 
 
 class AvgPool2D(_Pool2D):
-    """Mean over ``window`` patches (padding, if any, is excluded from the count)."""
+    """Mean over each window; with padding, the mean is over the window's real pixels only
+    (padding is not counted)."""
 
-    def apply(self, params, state, x, train=False, rng=None):
-        dims, strides, pads = (1, 1) + self.window, (1, 1) + self.stride, self._pads(x)
-        total = lax.reduce_window(x, 0.0, lax.add, dims, strides, pads)
+    def apply(self, params, state, x, *, train=False, rng=None):
+        total = self._reduce(x, lax.add)
         if self.padding == "VALID":
-            return total / float(np.prod(self.window)), state
-        counts = lax.reduce_window(fnp.ones(fnp.shape(x)[2:], fnp.asarray(x).dtype
-                                            if not isinstance(x, funcgrad.core.Tracer) else x.dtype),
-                                   0.0, lax.add, self.window, self.stride,
-                                   pads if isinstance(pads, str) else pads[2:])
+            return total / math.prod(self.window), state
+        counts = self._reduce(np.ones((1, 1) + fnp.shape(x)[2:], _dtype(x)), lax.add)
         return total / counts, state
 
 
 class GlobalAvgPool(Module):
     """Mean over the spatial axes: ``(N, C, H, W) -> (N, C)``."""
 
-    def apply(self, params, state, x, train=False, rng=None):
+    def apply(self, params, state, x, *, train=False, rng=None):
+        self._check_rank(x, 3, "(N, C, H, ...)", exact=False)
         return fnp.mean(x, axis=tuple(range(2, fnp.ndim(x)))), state
 
 
@@ -359,105 +423,126 @@ class GlobalAvgPool(Module):
 # Normalization and dropout
 
 
-def _feature_axes(x, axis: int) -> tuple[int, ...]:
-    """The axes statistics are taken over: all but the feature axis."""
-    nd = fnp.ndim(x)
-    axis %= nd
-    return tuple(i for i in range(nd) if i != axis)
+def _affine(xhat, params, shape):
+    return xhat * fnp.reshape(params["gamma"], shape) + fnp.reshape(params["beta"], shape)
 
 
 class BatchNorm(Module):
-    """Batch normalization over all axes but ``axis`` (1: channels of NCHW, or features of
-    (N, D)). Train: normalize with the batch statistics and update the running averages in
-    ``state`` as the course does, ``running = momentum * running + (1 - momentum) * batch``
-    (the biased batch variance); eval: normalize with the running statistics."""
+    """Batch normalization of the features on ``axis`` (1: the channels of NCHW inputs, or
+    the features of ``(N, D)`` inputs), over all other axes.
+
+    ``train=True``: normalize with the batch mean and (biased) variance, and return the
+    running averages updated as in the course material,
+    ``running = momentum * running + (1 - momentum) * batch``; ``train=False``: normalize
+    with the running averages (state returned unchanged). Then scale by ``gamma`` and shift
+    by ``beta`` (initialized to 1 and 0). State: ``{"mean", "var"}``, initially 0 and 1."""
 
     def __init__(self, *, momentum: float = 0.9, eps: float = 1e-5, axis: int = 1,
                  name: str | None = None):
         super().__init__(name=name)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1), got {momentum}")
         self.momentum, self.eps, self.axis = momentum, eps, axis
 
+    def _axes(self, x) -> tuple[int, tuple[int, ...]]:
+        if fnp.ndim(x) < 2 or not -fnp.ndim(x) <= self.axis < fnp.ndim(x):
+            raise self._error(f"expects (N, C, ...) inputs with features on axis {self.axis}, "
+                              f"got shape {fnp.shape(x)}")
+        axis = self.axis % fnp.ndim(x)
+        return axis, tuple(i for i in range(fnp.ndim(x)) if i != axis)
+
     def init(self, key, x):
-        c = fnp.shape(x)[self.axis]
-        dtype = _float_dtype(x)
+        axis, _ = self._axes(x)
+        c, dtype = fnp.shape(x)[axis], _param_dtype(x)
         params = {"gamma": np.ones((c,), dtype), "beta": np.zeros((c,), dtype)}
-        state = {"mean": np.zeros((c,), dtype), "var": np.ones((c,), dtype)}
-        return params, state
+        return params, {"mean": np.zeros((c,), dtype), "var": np.ones((c,), dtype)}
 
-    def _bshape(self, x):
-        shape = [1] * fnp.ndim(x)
-        shape[self.axis % fnp.ndim(x)] = -1
-        return tuple(shape)
-
-    def apply(self, params, state, x, train=False, rng=None):
-        axes, bshape = _feature_axes(x, self.axis), self._bshape(x)
+    def apply(self, params, state, x, *, train=False, rng=None):
+        axis, reduce_axes = self._axes(x)
+        c = fnp.shape(params["gamma"])[0]
+        if fnp.shape(x)[axis] != c:
+            raise self._error(f"expects {c} features on axis {axis}, got shape {fnp.shape(x)}")
+        shape = tuple(c if i == axis else 1 for i in range(fnp.ndim(x)))
         if train:
-            mean = fnp.mean(x, axis=axes)
-            var = fnp.mean(fnp.square(x - fnp.reshape(mean, bshape)), axis=axes)
+            mean = fnp.mean(x, axis=reduce_axes)
+            var = fnp.mean(fnp.square(x - fnp.reshape(mean, shape)), axis=reduce_axes)
             m = self.momentum
-            new_state = {"mean": m * state["mean"] + (1 - m) * funcgrad.stop_gradient(mean),
-                         "var": m * state["var"] + (1 - m) * funcgrad.stop_gradient(var)}
+            state = {"mean": m * state["mean"] + (1 - m) * funcgrad.stop_gradient(mean),
+                     "var": m * state["var"] + (1 - m) * funcgrad.stop_gradient(var)}
         else:
-            mean, var, new_state = state["mean"], state["var"], state
-        xhat = (x - fnp.reshape(mean, bshape)) / fnp.sqrt(fnp.reshape(var, bshape) + self.eps)
-        return xhat * fnp.reshape(params["gamma"], bshape) + fnp.reshape(params["beta"], bshape), new_state
+            mean, var = state["mean"], state["var"]
+        xhat = (x - fnp.reshape(mean, shape)) / fnp.sqrt(fnp.reshape(var, shape) + self.eps)
+        return _affine(xhat, params, shape), state
 
 
 class LayerNorm(Module):
-    """Normalize each example over ``axes`` (default: the last axis), with a learned scale
-    and shift of those axes' shape."""
+    """Normalize each example over ``axes`` (default: the last), then scale and shift with
+    learned ``gamma``/``beta`` shaped like those axes. Same in training and evaluation."""
 
     def __init__(self, *, axes: int | Sequence[int] = -1, eps: float = 1e-5, name: str | None = None):
         super().__init__(name=name)
         self.axes = (axes,) if isinstance(axes, int) else tuple(axes)
         self.eps = eps
 
-    def _axes(self, x):
-        return tuple(sorted(a % fnp.ndim(x) for a in self.axes))
+    def _axes(self, x) -> tuple[int, ...]:
+        nd = fnp.ndim(x)
+        if not all(-nd <= a < nd for a in self.axes):
+            raise self._error(f"axes {self.axes} out of range for shape {fnp.shape(x)}")
+        return tuple(sorted(a % nd for a in self.axes))
 
     def init(self, key, x):
-        shape = tuple(fnp.shape(x)[a] for a in self._axes(x))
-        dtype = _float_dtype(x)
+        shape, dtype = tuple(fnp.shape(x)[a] for a in self._axes(x)), _param_dtype(x)
         return {"gamma": np.ones(shape, dtype), "beta": np.zeros(shape, dtype)}, {}
 
-    def apply(self, params, state, x, train=False, rng=None):
+    def apply(self, params, state, x, *, train=False, rng=None):
         axes = self._axes(x)
+        expected = tuple(fnp.shape(x)[a] for a in axes)
+        if fnp.shape(params["gamma"]) != expected:
+            raise self._error(f"normalized axes {axes} of shape {fnp.shape(x)} have sizes {expected}, "
+                              f"the layer was initialized for {fnp.shape(params['gamma'])}")
         mean = fnp.mean(x, axis=axes, keepdims=True)
         var = fnp.mean(fnp.square(x - mean), axis=axes, keepdims=True)
-        xhat = (x - mean) / fnp.sqrt(var + self.eps)
-        bshape = tuple(fnp.shape(x)[i] if i in axes else 1 for i in range(fnp.ndim(x)))
-        return xhat * fnp.reshape(params["gamma"], bshape) + fnp.reshape(params["beta"], bshape), state
+        shape = tuple(n if i in axes else 1 for i, n in enumerate(fnp.shape(x)))
+        return _affine((x - mean) / fnp.sqrt(var + self.eps), params, shape), state
 
 
 class GroupNorm(Module):
-    """Normalize NCHW inputs over groups of channels (and all spatial positions)."""
+    """Normalize each example over groups of channels (axis 1) together with all spatial
+    positions; per-channel ``gamma``/``beta``. ``num_groups=1`` normalizes over everything
+    but the batch; ``num_groups=C`` is instance norm. Same in training and evaluation."""
 
     def __init__(self, num_groups: int, *, eps: float = 1e-5, name: str | None = None):
         super().__init__(name=name)
+        if num_groups <= 0:
+            raise ValueError(f"GroupNorm: num_groups must be positive, got {num_groups}")
         self.num_groups, self.eps = num_groups, eps
 
+    def _check(self, x):
+        self._check_rank(x, 2, "(N, C, ...)", exact=False)
+        if fnp.shape(x)[1] % self.num_groups:
+            raise self._error(f"channels ({fnp.shape(x)[1]}) must be divisible by num_groups "
+                              f"({self.num_groups})")
+
     def init(self, key, x):
-        c = fnp.shape(x)[1]
-        if c % self.num_groups:
-            raise ValueError(f"GroupNorm: channels ({c}) must be divisible by num_groups ({self.num_groups})")
-        dtype = _float_dtype(x)
+        self._check(x)
+        c, dtype = fnp.shape(x)[1], _param_dtype(x)
         return {"gamma": np.ones((c,), dtype), "beta": np.zeros((c,), dtype)}, {}
 
-    def apply(self, params, state, x, train=False, rng=None):
+    def apply(self, params, state, x, *, train=False, rng=None):
+        self._check(x)
         shape = fnp.shape(x)
-        n, c = shape[:2]
-        g = fnp.reshape(x, (n, self.num_groups, -1))
-        mean = fnp.mean(g, axis=2, keepdims=True)
-        var = fnp.mean(fnp.square(g - mean), axis=2, keepdims=True)
-        xhat = fnp.reshape((g - mean) / fnp.sqrt(var + self.eps), shape)
-        bshape = (1, c) + (1,) * (len(shape) - 2)
-        return xhat * fnp.reshape(params["gamma"], bshape) + fnp.reshape(params["beta"], bshape), state
+        groups = fnp.reshape(x, (shape[0], self.num_groups, -1))
+        mean = fnp.mean(groups, axis=2, keepdims=True)
+        var = fnp.mean(fnp.square(groups - mean), axis=2, keepdims=True)
+        xhat = fnp.reshape((groups - mean) / fnp.sqrt(var + self.eps), shape)
+        return _affine(xhat, params, (1, shape[1]) + (1,) * (len(shape) - 2)), state
 
 
 class Dropout(Module):
-    """Inverted dropout with a drop *rate* (as JAX/PyTorch; the course's keep probability is
-    ``1 - rate``): in training each unit is zeroed with probability ``rate`` and the rest are
-    scaled by ``1 / (1 - rate)``; in evaluation it is the identity. Needs ``rng`` to train."""
+    """Inverted dropout with a drop *rate*, as JAX and PyTorch (the course material's ``p``
+    is the keep probability, ``1 - rate``). With ``train=True`` each unit is zeroed with
+    probability ``rate`` and the others are scaled by ``1 / (1 - rate)``, so the expected
+    activation is unchanged; with ``train=False`` it is the identity. Training needs ``rng``."""
 
     def __init__(self, rate: float, *, name: str | None = None):
         super().__init__(name=name)
@@ -465,149 +550,153 @@ class Dropout(Module):
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
         self.rate = rate
 
-    def apply(self, params, state, x, train=False, rng=None):
+    def apply(self, params, state, x, *, train=False, rng=None):
         if not train or self.rate == 0:
             return x, state
         if rng is None:
-            raise ValueError("Dropout in training mode needs a PRNG key: apply(..., train=True, rng=key)")
+            raise self._error("training mode needs a PRNG key: apply(..., train=True, rng=key)")
         keep = 1.0 - self.rate
         mask = random.bernoulli(rng, keep, fnp.shape(x))
-        return fnp.where(mask, x / keep, 0), state
+        return fnp.where(mask, x / keep, fnp.zeros_like(x)), state
 
 
 # ---------------------------------------------------------------------------------------------
-# Recurrent layers (cells over lax.scan)
+# Recurrent layers: a cell is one time step, RNN runs it over a sequence with lax.scan
 
 
-class RNNCell(Module):
-    """Vanilla RNN step: ``h = tanh(x Wx + h Wh + b)``."""
+class Cell:
+    """One recurrent step, holding hyperparameters only: ``init(key, x_t)`` for step inputs
+    ``(N, D)``, ``initial_carry(batch_shape, dtype)``, and ``step(params, carry, x_t) ->
+    (carry, y_t)``. Run it over sequences with :class:`RNN`. Default init: LeCun normal
+    input weights, orthogonal recurrent weights, zero bias."""
 
-    def __init__(self, hidden: int, *, nonlinearity: Callable = fnp.tanh, name: str | None = None):
-        super().__init__(name=name)
-        self.hidden, self.nonlinearity = hidden, nonlinearity
+    gates = 1
 
-    num_states = 1
+    def __init__(self, hidden: int):
+        if hidden <= 0:
+            raise ValueError(f"{type(self).__name__}: hidden must be positive, got {hidden}")
+        self.hidden = hidden
 
     def init(self, key, x):
         kx, kh = random.split(key)
-        d, h = fnp.shape(x)[-1], self.hidden
-        dtype = _float_dtype(x)
-        return {"wx": initializers.lecun_normal()(kx, (d, h), dtype),
-                "wh": initializers.orthogonal()(kh, (h, h), dtype),
-                "b": np.zeros((h,), dtype)}, {}
+        d, h, g = fnp.shape(x)[-1], self.hidden, self.gates
+        dtype = _param_dtype(x)
+        return {"wx": initializers.lecun_normal()(kx, (d, g * h), dtype),
+                "wh": initializers.orthogonal()(kh, (h, g * h), dtype),
+                "b": np.zeros((g * h,), dtype)}
 
-    def initial_carry(self, batch_shape, dtype):
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype) -> tuple:
         return (fnp.zeros(batch_shape + (self.hidden,), dtype),)
+
+    def step(self, params, carry: tuple, x) -> tuple[tuple, object]:
+        raise NotImplementedError(f"{type(self).__name__} must define step")
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.hidden})"
+
+
+class RNNCell(Cell):
+    """Vanilla RNN step (the course's): ``h = tanh(x Wx + h Wh + b)``."""
 
     def step(self, params, carry, x):
         (h,) = carry
-        h = self.nonlinearity(x @ params["wx"] + h @ params["wh"] + params["b"])
+        h = fnp.tanh(x @ params["wx"] + h @ params["wh"] + params["b"])
         return (h,), h
 
 
-class LSTMCell(Module):
-    """LSTM step with gates (i, f, o, g) from one ``(D + H, 4H)``-sized affine map, as in the
-    course: ``c = f*c + i*g; h = o*tanh(c)``. The forget-gate bias starts at ``forget_bias``."""
+class LSTMCell(Cell):
+    """LSTM step as in the course: ``a = x Wx + h Wh + b`` split into gates ``i, f, o, g``
+    (``Wx: (D, 4H)``, ``Wh: (H, 4H)``); ``c = sigmoid(f) * c + sigmoid(i) * tanh(g)``,
+    ``h = sigmoid(o) * tanh(c)``. The carry is ``(h, c)``; the forget-gate bias starts at
+    ``forget_bias``."""
 
-    def __init__(self, hidden: int, *, forget_bias: float = 1.0, name: str | None = None):
-        super().__init__(name=name)
-        self.hidden, self.forget_bias = hidden, forget_bias
+    gates = 4
 
-    num_states = 2
+    def __init__(self, hidden: int, *, forget_bias: float = 1.0):
+        super().__init__(hidden)
+        self.forget_bias = forget_bias
 
     def init(self, key, x):
-        kx, kh = random.split(key)
-        d, h = fnp.shape(x)[-1], self.hidden
-        dtype = _float_dtype(x)
-        b = np.zeros((4 * h,), dtype)
-        b[h:2 * h] = self.forget_bias
-        return {"wx": initializers.lecun_normal()(kx, (d, 4 * h), dtype),
-                "wh": initializers.orthogonal()(kh, (h, 4 * h), dtype), "b": b}, {}
+        params = super().init(key, x)
+        params["b"][self.hidden:2 * self.hidden] = self.forget_bias
+        return params
 
     def initial_carry(self, batch_shape, dtype):
-        z = fnp.zeros(batch_shape + (self.hidden,), dtype)
-        return (z, z)
+        return super().initial_carry(batch_shape, dtype) + super().initial_carry(batch_shape, dtype)
 
     def step(self, params, carry, x):
         h, c = carry
-        a = x @ params["wx"] + h @ params["wh"] + params["b"]
-        i, f, o, g = fnp.split(a, 4, axis=-1)
+        i, f, o, g = fnp.split(x @ params["wx"] + h @ params["wh"] + params["b"], 4, axis=-1)
         c = fnn.sigmoid(f) * c + fnn.sigmoid(i) * fnp.tanh(g)
         h = fnn.sigmoid(o) * fnp.tanh(c)
         return (h, c), h
 
 
-class GRUCell(Module):
-    """GRU step: ``z, r`` gates; ``n = tanh(x Wn + r * (h Un) + b)``; ``h = (1-z)*n + z*h``."""
+class GRUCell(Cell):
+    """GRU step: gates ``z, r = sigmoid(x Wx + h Wh + b)`` (first two thirds);
+    ``n = tanh(x Wxn + bn + r * (h Whn))``; ``h = (1 - z) * n + z * h``."""
 
-    def __init__(self, hidden: int, *, name: str | None = None):
-        super().__init__(name=name)
-        self.hidden = hidden
-
-    num_states = 1
-
-    def init(self, key, x):
-        kx, kh = random.split(key)
-        d, h = fnp.shape(x)[-1], self.hidden
-        dtype = _float_dtype(x)
-        return {"wx": initializers.lecun_normal()(kx, (d, 3 * h), dtype),
-                "wh": initializers.orthogonal()(kh, (h, 3 * h), dtype),
-                "b": np.zeros((3 * h,), dtype)}, {}
-
-    def initial_carry(self, batch_shape, dtype):
-        return (fnp.zeros(batch_shape + (self.hidden,), dtype),)
+    gates = 3
 
     def step(self, params, carry, x):
         (h,) = carry
-        hdim = self.hidden
-        ax = x @ params["wx"] + params["b"]
-        ah = h @ params["wh"]
-        z = fnn.sigmoid(ax[..., :hdim] + ah[..., :hdim])
-        r = fnn.sigmoid(ax[..., hdim:2 * hdim] + ah[..., hdim:2 * hdim])
-        n = fnp.tanh(ax[..., 2 * hdim:] + r * ah[..., 2 * hdim:])
+        xz, xr, xn = fnp.split(x @ params["wx"] + params["b"], 3, axis=-1)
+        hz, hr, hn = fnp.split(h @ params["wh"], 3, axis=-1)
+        z, r = fnn.sigmoid(xz + hz), fnn.sigmoid(xr + hr)
+        n = fnp.tanh(xn + r * hn)
         h = (1 - z) * n + z * h
         return (h,), h
 
 
 class RNN(Module):
-    """Run a cell over a sequence ``(N, T, D) -> (N, T, H)`` with ``lax.scan`` (one traced
-    step, compiled once). ``return_carry=True`` also returns the final carry."""
+    """Run ``cell`` over sequences ``(N, T, D) -> (N, T, H)`` with ``lax.scan`` (the step is
+    traced once, whatever ``T``). ``apply(..., carry=...)`` starts from a given carry
+    (zeros by default); with ``return_carry=True`` the output is ``(ys, final_carry)``.
+    ``reverse=True`` runs from the last step to the first."""
 
-    def __init__(self, cell: Module, *, return_carry: bool = False, reverse: bool = False,
+    def __init__(self, cell: Cell, *, return_carry: bool = False, reverse: bool = False,
                  name: str | None = None):
         super().__init__(name=name)
         self.cell, self.return_carry, self.reverse = cell, return_carry, reverse
 
     def default_name(self) -> str:
-        return self.cell.default_name().replace("_cell", "")
+        return type(self.cell).__name__.lower().removesuffix("cell") or "rnn"
 
     def init(self, key, x):
-        if fnp.ndim(x) != 3:
-            raise ValueError(f"RNN expects (N, T, D) input, got shape {fnp.shape(x)}")
-        return self.cell.init(key, x[:, 0])
+        self._check_rank(x, 3, "(N, T, D)")
+        return self.cell.init(key, x[:, 0]), {}
 
-    def apply(self, params, state, x, train=False, rng=None, carry=None):
-        dtype = x.dtype if isinstance(x, funcgrad.core.Tracer) else fnp.asarray(x).dtype
+    def apply(self, params, state, x, *, train=False, rng=None, carry=None):
+        self._check_rank(x, 3, "(N, T, D)")
+        d = fnp.shape(params["wx"])[0]
+        if fnp.shape(x)[2] != d:
+            raise self._error(f"expects {d} features per step, got shape {fnp.shape(x)}")
         if carry is None:
-            carry = self.cell.initial_carry((fnp.shape(x)[0],), dtype)
-        xs = fnp.swapaxes(x, 0, 1)                       # time-major for scan
-        carry, ys = lax.scan(lambda c, xt: self.cell.step(params, c, xt), carry, xs, reverse=self.reverse)
+            carry = self.cell.initial_carry(fnp.shape(x)[:1], _dtype(x))
+        carry, ys = lax.scan(lambda c, xt: self.cell.step(params, c, xt), tuple(carry),
+                             fnp.swapaxes(x, 0, 1), reverse=self.reverse)
         ys = fnp.swapaxes(ys, 0, 1)
         return ((ys, carry) if self.return_carry else ys), state
 
 
+# ---------------------------------------------------------------------------------------------
+# Activations
+
+
 def maxout(x, num_pieces: int, axis: int = -1):
-    """Max over ``num_pieces`` consecutive groups of units along ``axis``."""
+    """Maxout: the max over each run of ``num_pieces`` consecutive units along ``axis``
+    (a Dense layer of ``k * num_pieces`` features followed by ``maxout`` gives ``k`` units)."""
     shape = fnp.shape(x)
     axis %= len(shape)
     if shape[axis] % num_pieces:
-        raise ValueError(f"maxout: axis size {shape[axis]} is not divisible by {num_pieces}")
-    new_shape = shape[:axis] + (shape[axis] // num_pieces, num_pieces) + shape[axis + 1:]
-    return fnp.max(fnp.reshape(x, new_shape), axis=axis + 1)
+        raise ValueError(f"maxout: axis {axis} of shape {shape} is not divisible by {num_pieces}")
+    grouped = shape[:axis] + (shape[axis] // num_pieces, num_pieces) + shape[axis + 1:]
+    return fnp.max(fnp.reshape(x, grouped), axis=axis + 1)
 
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable] = {
     "relu": fnn.relu, "leaky_relu": fnn.leaky_relu, "elu": fnn.elu, "gelu": fnn.gelu,
     "selu": fnn.selu, "sigmoid": fnn.sigmoid, "tanh": fnp.tanh, "softplus": fnn.softplus,
-    "swish": fnn.silu, "silu": fnn.silu, "softmax": fnn.softmax, "log_softmax": fnn.log_softmax,
+    "swish": fnn.swish, "silu": fnn.silu, "softmax": fnn.softmax, "log_softmax": fnn.log_softmax,
 }
+"""Activation functions by name (all from ``funcgrad.nn``, plus ``tanh``)."""

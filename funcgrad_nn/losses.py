@@ -1,7 +1,8 @@
-"""Losses. Each returns the mean over examples unless ``reduction`` says "sum" or "none".
+"""Losses and regularizers.
 
-Classification losses take raw scores (logits) of shape ``(N, C)`` and labels as integers
-``(N,)`` or one-hot/probabilities ``(N, C)``.
+Losses return the mean over examples unless ``reduction`` is "sum" or "none" (per-example
+values). Classification losses take raw scores (logits) ``(..., C)`` and labels as integers
+``(...)`` or one-hot / probability rows ``(..., C)``.
 """
 from __future__ import annotations
 
@@ -10,100 +11,114 @@ from funcgrad import nn as fnn
 from funcgrad.tree_util import tree_leaves
 
 
-def _reduce(per_example, reduction: str, weights=None):
+def _reduce(per_example, reduction: str, count=None):
+    """Apply ``reduction``; ``count`` (the number of examples that count) divides the mean."""
     if reduction == "none":
         return per_example
     if reduction == "sum":
         return fnp.sum(per_example)
     if reduction == "mean":
-        if weights is None:
-            return fnp.mean(per_example)
-        return fnp.sum(per_example) / fnp.maximum(fnp.sum(weights), 1)
+        return fnp.mean(per_example) if count is None else fnp.sum(per_example) / fnp.maximum(count, 1)
     raise ValueError(f"unknown reduction {reduction!r}: use 'mean', 'sum' or 'none'")
 
 
-def _check_logits(name, logits, labels):
-    if fnp.ndim(logits) < 1:
-        raise ValueError(f"{name}: logits must have a class axis, got shape {fnp.shape(logits)}")
+def _is_one_hot(name: str, logits, labels) -> bool:
+    """Whether ``labels`` are one-hot rows (else integer class ids); checks the shapes."""
     ls, ys = fnp.shape(logits), fnp.shape(labels)
-    if ys != ls and ys != ls[:-1]:
-        raise ValueError(f"{name}: labels of shape {ys} do not match logits of shape {ls} "
-                         "(expected integer labels of shape logits.shape[:-1] or one-hot of logits.shape)")
+    if len(ls) < 1:
+        raise ValueError(f"{name}: logits need a class axis, got shape {ls}")
+    if ys == ls:
+        return True
+    if ys != ls[:-1]:
+        raise ValueError(f"{name}: labels of shape {ys} do not match logits of shape {ls} (expected "
+                         f"integer labels of shape {ls[:-1]} or one-hot labels of shape {ls})")
+    if fnp.asarray(labels).dtype.kind not in "iu":
+        raise ValueError(f"{name}: labels of shape {ys} must be integer class ids, got "
+                         f"{fnp.asarray(labels).dtype}")
+    return False
 
 
-def softmax_cross_entropy(logits, labels, *, ignore_index: int | None = None, reduction: str = "mean"):
-    """Numerically stable ``-log softmax(logits)[label]`` (log-sum-exp with the max removed).
+def softmax_cross_entropy(logits, labels, *, ignore_index: int | None = None,
+                          reduction: str = "mean"):
+    """``-log softmax(logits)[label]``, computed stably through ``log_softmax`` (no overflow
+    for logits of any size). One-hot / probability labels give ``-sum(labels * log_softmax)``.
 
-    Integer labels may use ``ignore_index`` to mask examples out of the mean."""
-    _check_logits("softmax_cross_entropy", logits, labels)
+    With integer labels, examples whose label is ``ignore_index`` contribute 0 and are left
+    out of the mean."""
     logp = fnn.log_softmax(logits, axis=-1)
-    if fnp.shape(labels) == fnp.shape(logits):
+    if _is_one_hot("softmax_cross_entropy", logits, labels):
+        if ignore_index is not None:
+            raise ValueError("softmax_cross_entropy: ignore_index needs integer labels")
         return _reduce(-fnp.sum(labels * logp, axis=-1), reduction)
-    labels = fnp.asarray(labels)
     num_classes = fnp.shape(logits)[-1]
-    weights = None
-    if ignore_index is not None:
-        weights = fnp.asarray(labels != ignore_index, logp.dtype)
-        labels = fnp.where(labels == ignore_index, 0, labels)
-    onehot = fnn.one_hot(labels, num_classes, dtype=logp.dtype)
-    per_example = -fnp.sum(onehot * logp, axis=-1)
-    if weights is not None:
-        per_example = per_example * weights
-    return _reduce(per_example, reduction, weights)
+    if ignore_index is None:
+        return _reduce(-fnp.sum(fnn.one_hot(labels, num_classes, dtype=logp.dtype) * logp, axis=-1),
+                       reduction)
+    keep = labels != ignore_index
+    onehot = fnn.one_hot(fnp.where(keep, labels, 0), num_classes, dtype=logp.dtype)
+    per_example = -fnp.sum(onehot * logp, axis=-1) * keep
+    return _reduce(per_example, reduction, count=fnp.sum(keep))
 
 
 def multiclass_svm(scores, labels, *, margin: float = 1.0, reduction: str = "mean"):
-    """The course's multiclass SVM (hinge) loss: ``sum_{j != y} max(0, s_j - s_y + margin)``."""
-    _check_logits("multiclass_svm", scores, labels)
-    labels = fnp.asarray(labels)
+    """The course's multiclass SVM (hinge) loss ``sum_{j != y} max(0, s_j - s_y + margin)``
+    for integer labels ``y``."""
+    if _is_one_hot("multiclass_svm", scores, labels):
+        raise ValueError("multiclass_svm: labels must be integer class ids, not one-hot rows")
     onehot = fnn.one_hot(labels, fnp.shape(scores)[-1], dtype=fnp.asarray(scores).dtype)
     correct = fnp.sum(scores * onehot, axis=-1, keepdims=True)
-    margins = fnp.maximum(0, scores - correct + margin) * (1 - onehot)
+    margins = fnp.maximum(scores - correct + margin, 0) * (1 - onehot)
     return _reduce(fnp.sum(margins, axis=-1), reduction)
 
 
+def _same_shape(name: str, a, b):
+    if fnp.shape(a) != fnp.shape(b):
+        raise ValueError(f"{name}: predictions {fnp.shape(a)} and targets {fnp.shape(b)} must have "
+                         "the same shape")
+
+
 def binary_cross_entropy_with_logits(logits, targets, *, reduction: str = "mean"):
-    """``-t log sigmoid(x) - (1-t) log(1 - sigmoid(x))``, stable for large |x|."""
-    if fnp.shape(logits) != fnp.shape(targets):
-        raise ValueError(f"binary_cross_entropy_with_logits: logits {fnp.shape(logits)} and targets "
-                         f"{fnp.shape(targets)} must have the same shape")
-    per = fnp.maximum(logits, 0) - logits * targets + fnp.log1p(fnp.exp(-fnp.abs(logits)))
-    return _reduce(per, reduction)
+    """``-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))`` per element, computed as
+    ``softplus(x) - x t`` (stable for any ``|x|``, with the exact gradient
+    ``sigmoid(x) - t`` everywhere, also at ``x = 0``)."""
+    _same_shape("binary_cross_entropy_with_logits", logits, targets)
+    return _reduce(fnn.softplus(logits) - logits * targets, reduction)
 
 
 def mse(predictions, targets, *, reduction: str = "mean"):
-    """Mean squared error (mean over all elements)."""
+    """Squared error ``(p - t)**2`` per element (the L2 loss); the mean is over all elements."""
+    _same_shape("mse", predictions, targets)
     return _reduce(fnp.square(predictions - targets), reduction)
 
 
-l2_loss = mse
-
-
 def l1(predictions, targets, *, reduction: str = "mean"):
+    """Absolute error ``|p - t|`` per element."""
+    _same_shape("l1", predictions, targets)
     return _reduce(fnp.abs(predictions - targets), reduction)
 
 
 def huber(predictions, targets, *, delta: float = 1.0, reduction: str = "mean"):
-    """Quadratic for |error| <= delta, linear beyond (smooth L1 with delta=1)."""
+    """``0.5 e**2`` for ``|e| <= delta``, ``delta (|e| - 0.5 delta)`` beyond, per element
+    (``delta=1`` is the smooth L1 loss)."""
+    _same_shape("huber", predictions, targets)
     err = fnp.abs(predictions - targets)
     quad = fnp.minimum(err, delta)
     return _reduce(0.5 * quad * quad + delta * (err - quad), reduction)
 
 
 def l2_regularization(params, reg: float):
-    """``0.5 * reg * sum(w**2)`` over the parameter leaves (the course's convention; its
-    gradient is ``reg * w``). Biases are usually excluded: pass only the weights."""
+    """``0.5 * reg * sum(w**2)`` over the leaves of ``params`` (the course's convention, whose
+    gradient is ``reg * w``). Usually only weights are regularized: pass those."""
     return 0.5 * reg * sum(fnp.sum(fnp.square(w)) for w in tree_leaves(params))
 
 
 def l1_regularization(params, reg: float):
-    """``reg * sum(|w|)``."""
+    """``reg * sum(|w|)`` over the leaves of ``params``."""
     return reg * sum(fnp.sum(fnp.abs(w)) for w in tree_leaves(params))
 
 
 def accuracy(logits, labels):
-    """Fraction of examples whose argmax matches the (integer or one-hot) label."""
-    pred = fnp.argmax(logits, axis=-1)
-    if fnp.shape(labels) == fnp.shape(logits):
+    """Fraction of examples whose highest score is at the (integer or one-hot) label."""
+    if _is_one_hot("accuracy", logits, labels):
         labels = fnp.argmax(labels, axis=-1)
-    return fnp.mean(pred == labels)
+    return fnp.mean(fnp.argmax(logits, axis=-1) == labels)

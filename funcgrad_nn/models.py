@@ -1,39 +1,50 @@
-"""The course's model families, as builders used by the CLI and examples."""
+"""The course's model families, as builders used by the CLI and the examples."""
 from __future__ import annotations
 
 from . import init
-from .layers import (BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Relu, Sequential)
+from .layers import Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Sequential
 
 
-def softmax_classifier(num_classes: int, weight_scale: float = 1e-3) -> Sequential:
-    """A linear classifier on flattened inputs (the course's softmax / SVM classifier)."""
+def linear_classifier(num_classes: int, weight_scale: float = 1e-3) -> Sequential:
+    """Scores ``x W + b`` of flattened inputs: the course's softmax and SVM classifiers
+    (which differ only in their loss), with small random weights."""
     return Sequential([Flatten(), Dense(num_classes, w_init=init.normal(weight_scale), name="linear")])
 
 
 def mlp(num_classes: int, hidden: tuple[int, ...] = (256,), dropout: float = 0.0) -> Sequential:
-    """Affine - ReLU (- dropout) blocks, then an affine output layer (the course's FC net)."""
+    """Fully connected net: (affine - ReLU [- dropout]) per hidden layer, then affine (the
+    course's two-layer net with one hidden layer). He-normal hidden weights."""
     layers = [Flatten()]
-    for i, h in enumerate(hidden):
-        layers += [Dense(h, w_init="he_normal", name=f"fc{i + 1}"), Relu(name=f"relu{i + 1}")]
+    for i, h in enumerate(hidden, 1):
+        layers += [Dense(h, w_init="he_normal", name=f"fc{i}"), Activation("relu", name=f"relu{i}")]
         if dropout:
-            layers.append(Dropout(dropout, name=f"dropout{i + 1}"))
+            layers.append(Dropout(dropout, name=f"dropout{i}"))
     layers.append(Dense(num_classes, name="out"))
     return Sequential(layers)
 
 
 def cnn(num_classes: int, channels: tuple[int, int] = (32, 64), hidden: int = 128,
         dropout: float = 0.25) -> Sequential:
-    """conv-BN-ReLU x2 - maxpool - conv-BN-ReLU - maxpool - FC-ReLU-dropout - FC."""
+    """[conv3x3 - BN - ReLU] x2 - maxpool - conv3x3 - BN - ReLU - maxpool - FC - ReLU -
+    dropout - FC, on NCHW images."""
     c1, c2 = channels
     return Sequential([
-        Conv2D(c1, 3, name="conv1"), BatchNorm(name="bn1"), Relu(name="relu1"),
-        Conv2D(c1, 3, name="conv2"), BatchNorm(name="bn2"), Relu(name="relu2"),
+        Conv2D(c1, 3, name="conv1"), BatchNorm(name="bn1"), Activation("relu", name="relu1"),
+        Conv2D(c1, 3, name="conv2"), BatchNorm(name="bn2"), Activation("relu", name="relu2"),
         MaxPool2D(2, name="pool1"),
-        Conv2D(c2, 3, name="conv3"), BatchNorm(name="bn3"), Relu(name="relu3"),
+        Conv2D(c2, 3, name="conv3"), BatchNorm(name="bn3"), Activation("relu", name="relu3"),
         MaxPool2D(2, name="pool2"),
-        Flatten(), Dense(hidden, w_init="he_normal", name="fc1"), Relu(name="relu4"),
+        Flatten(), Dense(hidden, w_init="he_normal", name="fc1"), Activation("relu", name="relu4"),
         Dropout(dropout, name="dropout"), Dense(num_classes, name="out"),
     ])
 
 
-MODELS = ("softmax", "svm", "mlp", "cnn")
+BUILDERS = {"softmax": linear_classifier, "svm": linear_classifier, "mlp": mlp, "cnn": cnn}
+MODELS = tuple(BUILDERS)
+
+
+def build(name: str, num_classes: int) -> Sequential:
+    """The model the CLI trains for ``--model name``."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+    return BUILDERS[name](num_classes)

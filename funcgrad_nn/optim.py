@@ -21,11 +21,16 @@ adam       ``m = b1*m + (1-b1)*dx;  v = b2*v + (1-b2)*dx**2;  t += 1``
            ``x -= lr * (m/(1-b1**t)) / (sqrt(v/(1-b2**t)) + eps)``
 =========  ==========================================================================
 
-Defaults: momentum/nesterov ``mu=0.9``; adagrad ``eps=1e-7`` (the course's value; optax
-uses 1e-7 as well, with an initial accumulator of 0.1 — ours starts at 0, as the course);
-rmsprop ``decay=0.99, eps=1e-8`` (eps outside the sqrt, as the course; PyTorch agrees);
-adam/adamw ``b1=0.9, b2=0.999, eps=1e-8`` (eps outside the sqrt, as the paper, optax and
-PyTorch). ``eps`` is always added after the square root.
+Defaults, and how they compare (``eps`` is always added *after* the square root here):
+
+* momentum / nesterov: ``mu=0.9``.
+* adagrad: ``eps=1e-7``, cache starting at 0, as the course (optax: the same eps, but the
+  accumulator starts at 0.1).
+* rmsprop: ``decay=0.99, eps=1e-8``, as the course and PyTorch (optax: ``decay=0.9`` and
+  eps *inside* the square root, ``dx / sqrt(cache + eps)``).
+* adam / adamw: ``b1=0.9, b2=0.999, eps=1e-8``, as the paper, the course, optax and
+  PyTorch; adamw's ``weight_decay=1e-4`` multiplies the parameters, decoupled from the
+  gradient statistics, and is scaled by the learning rate (optax's convention).
 """
 from __future__ import annotations
 
@@ -163,6 +168,7 @@ def clip(max_delta: float) -> GradientTransformation:
 
 
 def global_norm(tree) -> Any:
+    """``sqrt(sum of squares)`` over all leaves."""
     return fnp.sqrt(sum(fnp.sum(fnp.square(x)) for x in tree_leaves(tree)))
 
 

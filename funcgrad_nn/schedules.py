@@ -1,5 +1,5 @@
 """Learning-rate schedules: functions ``step -> value`` that work on Python ints and on
-traced step counters (inside ``jit``).
+traced step counters (inside ``jit``); optimizers accept them as learning rates.
 
 Caffe's names are noted where the rule is Caffe's: "fixed" (constant), "step", "exp",
 "inv", "multistep" (piecewise_constant).
@@ -82,6 +82,10 @@ def piecewise_constant(init_value: float, boundaries_and_scales: Mapping[int, fl
 
 
 def linear(init_value: float, end_value: float, transition_steps: int) -> Schedule:
+    """From ``init_value`` to ``end_value`` linearly over ``transition_steps``, then flat."""
+    if transition_steps <= 0:
+        raise ValueError("linear: transition_steps must be positive")
+
     def schedule(step):
         frac = fnp.minimum(fnp.asarray(step, float), transition_steps) / transition_steps
         return init_value + (end_value - init_value) * frac
@@ -90,7 +94,9 @@ def linear(init_value: float, end_value: float, transition_steps: int) -> Schedu
 
 class ReduceLROnPlateau:
     """Host-side helper: call ``update(metric)`` once per epoch; ``scale`` drops by
-    ``factor`` after ``patience`` epochs without improvement (by ``threshold``)."""
+    ``factor`` after more than ``patience`` epochs without improvement (relative
+    ``threshold``), then waits ``cooldown`` epochs. Feed the scale to the jitted step as an
+    argument and multiply the updates by it (a traced value: no recompilation)."""
 
     def __init__(self, factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
                  mode: str = "min", min_scale: float = 0.0, cooldown: int = 0):
@@ -127,6 +133,7 @@ class ReduceLROnPlateau:
 
 
 def as_schedule(value: float | Schedule) -> Schedule:
+    """A schedule from a schedule or a constant."""
     return value if callable(value) else constant(value)
 
 

@@ -19,12 +19,28 @@ def _cupy_available() -> bool:
         return False
 
 
+def _no_compiler_reason() -> str | None:
+    from funcgrad.compiler import cache
+    try:
+        cache.find_compiler()
+    except cache.CompileError as e:
+        return str(e)
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     if not _cupy_available():
         skip = pytest.mark.skip(reason="needs a CUDA GPU (cupy.is_available() is False)")
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+    if any("needs_compiler" in item.keywords for item in items):
+        reason = _no_compiler_reason()
+        if reason is not None:
+            skip = pytest.mark.skip(reason=f"needs a C++ compiler: {reason}")
+            for item in items:
+                if "needs_compiler" in item.keywords:
+                    item.add_marker(skip)
 
 
 @pytest.fixture

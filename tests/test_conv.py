@@ -3,8 +3,10 @@ under jit), derivatives (both modes, order 2), vmap against loops (batched lhs, 
 jaxpr checks, per-example CNN gradients, max-pool ties, and trace-time errors."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import math
 from unittest import mock
 
 import numpy as np
@@ -157,10 +159,11 @@ def _padding(draw, n, k, dilation, rhs_dilation, pad_range):
 
 
 @st.composite
-def conv_cases(draw, max_spatial=3, max_side=5, max_stride=3, max_dilation=3):
+def conv_cases(draw, max_spatial=3, max_side=5, max_stride=3, max_dilation=3, grouped=True):
     nsp = draw(st.integers(1, max_spatial))
     side = max_side if nsp < 3 else 3
-    groups, batch_groups = draw(st.sampled_from([(1, 1), (2, 1), (3, 1), (1, 2)]))
+    groups, batch_groups = draw(st.sampled_from([(1, 1), (2, 1), (3, 1), (1, 2)] if grouped
+                                                else [(1, 1)]))
     nb, cg, og = (draw(st.integers(1, 2)) for _ in range(3))
     small = lambda hi: st.lists(st.integers(1, hi), min_size=nsp, max_size=nsp)
     n, k, strides = draw(small(side)), draw(small(3)), draw(small(max_stride))
@@ -223,17 +226,116 @@ def test_conv_matches_reference(data, case, dtype):
     h.check_jit(case, args, rtol=TOL[dtype], atol=TOL[dtype])
 
 
-@pytest.mark.parametrize("strategy", ["_conv_by_patches", "_conv_by_scatter"])
-@settings(max_examples=50)
-@given(data=st.data(), case=conv_cases())
-def test_each_conv_strategy_matches_reference(strategy, data, case):
-    """The impl picks im2col or col2im by shape; force each on every geometry."""
-    args = [Operand(case.lhs_shape, F64).draw(data), Operand(case.rhs_shape, F64).draw(data)]
-    forced = getattr(conv_module, strategy)
-    with mock.patch.object(conv_module, "_conv_by_patches", forced), \
-            mock.patch.object(conv_module, "_conv_by_scatter", forced):
+STRATEGIES = ["_conv_by_scatter", "_per_example_products", "_per_group_products",
+              "_per_feature_products"]
+
+
+def forced_strategy(strategy, shift: bool):
+    """Patches that make every conv use ``strategy`` (im2col products of one layout, or
+    col2im), with shifted-plane copies wherever they apply (``shift``) or never."""
+    fn = getattr(conv_module, strategy)
+    if strategy == "_per_feature_products":
+        forced = lambda xp, x, w, geo, g, b: fn(xp, x, w, geo)
+    else:
+        forced = fn
+    return [mock.patch.object(conv_module, "_conv_by_patches", forced),
+            mock.patch.object(conv_module, "_conv_by_scatter", forced),
+            *shifting(shift)]
+
+
+def shifting(on: bool):
+    """Patches that make convs use shifted-plane copies wherever they apply, or never."""
+    return [mock.patch.object(conv_module, "_SHIFT_MIN_RUNS", 0 if on else 10 ** 12),
+            mock.patch.object(conv_module, "_SHIFT_MAX_ROW", 10 ** 12)]
+
+
+def check_strategy(cases, strategy, shift, data):
+    """Draw from ``cases`` (without groups for the per-feature products, which have none)."""
+    case = data.draw(cases(grouped=strategy != "_per_feature_products"))
+    dtype = data.draw(st.sampled_from([F32, F64, I32]))
+    args = [Operand(case.lhs_shape, dtype).draw(data), Operand(case.rhs_shape, dtype).draw(data)]
+    with contextlib.ExitStack() as stack:
+        for patch in forced_strategy(strategy, shift):
+            stack.enter_context(patch)
         out = case(*args)
-    h.assert_same(out, case.reference(*args), rtol=1e-12, atol=1e-12)
+    h.assert_same(out, case.reference(*args), rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("shift", [True, False])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@settings(max_examples=30)
+@given(data=st.data())
+def test_each_conv_strategy_matches_reference(strategy, shift, data):
+    """The impl picks im2col (in one of three product layouts) or col2im by shape; force
+    each, with and without shifted-plane copies, on every geometry."""
+    check_strategy(conv_cases, strategy, shift, data)
+
+
+@st.composite
+def shiftable_conv_cases(draw, grouped=True):
+    """Unit strides, no lhs dilation, outputs the size of the input (any split of the
+    padding, crops included): where patch rows are shifted copies of the input planes, and
+    (as the windows of the kernel gradient cover the whole input) of the gradients' too."""
+    case = draw(conv_cases(max_stride=1, grouped=grouped))
+    k = [case.rhs_shape[case.layouts[1].index(c)] for c in case.layouts[1] if c not in "OI"]
+    window = [(kk - 1) * d for kk, d in zip(k, case.rhs_dilation)]
+    padding = tuple((lo, w - lo) for lo, w in
+                    zip(draw(st.tuples(*(st.integers(-1, w + 1) for w in window))), window))
+    return dataclasses.replace(case, padding=padding, lhs_dilation=(1,) * len(k))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@settings(max_examples=30)
+@given(data=st.data())
+def test_shifted_patches_match_reference(strategy, data):
+    check_strategy(shiftable_conv_cases, strategy, True, data)
+
+
+@settings(max_examples=30)
+@given(data=st.data(), case=shiftable_conv_cases())
+def test_shifted_gradients_match_strided_ones(data, case):
+    """Both gradients of a shiftable conv (their convs shift too: the kernel gradient along
+    the kernel axis, the input gradient by col2im) agree with the strided window copies."""
+    args = [Operand(case.lhs_shape, F64).draw(data), Operand(case.rhs_shape, F64).draw(data)]
+    ct = np.random.default_rng(0).standard_normal(case(*args).shape)
+    grads = lambda: funcgrad.vjp(case, *args)[1](ct)
+    results = []
+    for on in (True, False):
+        with contextlib.ExitStack() as stack:
+            for patch in shifting(on):
+                stack.enter_context(patch)
+            results.append(grads())
+    shifted, strided = results
+    for a, b in zip(shifted, strided):
+        h.assert_same(a, b, rtol=1e-12, atol=1e-12)
+
+
+def shift_reference(src, sizes, delta):
+    """out[..., p] = src[..., p + delta] inside the grid, else 0, one position at a time."""
+    grid = src.reshape(src.shape[:-1] + sizes)
+    out = np.zeros_like(grid)
+    for p in np.ndindex(*sizes):
+        q = tuple(a + d for a, d in zip(p, delta))
+        if all(0 <= c < n for c, n in zip(q, sizes)):
+            out[(Ellipsis,) + p] = grid[(Ellipsis,) + q]
+    return out.reshape(src.shape)
+
+
+@given(st.data(), st.lists(st.integers(1, 4), min_size=1, max_size=3))
+def test_shift_copy_and_add_match_brute_force(data, sizes):
+    """_shift_copy gathers shifted planes (0 past the edges); _shift_add adds them to what is
+    there. Offsets may reach past the grid."""
+    sizes = tuple(sizes)
+    delta = tuple(data.draw(st.integers(-n - 1, n + 1)) for n in sizes)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    src, acc = (rng.standard_normal((2, 3, math.prod(sizes))) for _ in range(2))
+    expected = shift_reference(src, sizes, delta)
+    dst = np.full_like(src, np.nan)
+    conv_module._shift_copy(dst, src, sizes, delta)
+    np.testing.assert_array_equal(dst, expected)
+    added = acc.copy()
+    conv_module._shift_add(added, src.copy(), sizes, delta)
+    np.testing.assert_array_equal(added, acc + expected)
 
 
 def test_col2im_slices_match_brute_force():
@@ -531,6 +633,38 @@ def test_max_pool_gradients_vmap(data, case):
         expected = np.stack([f(*(pick(a, ax, j) for a, ax in zip(args, in_axes)))
                              for j in range(3)])
         np.testing.assert_array_equal(out, expected)
+
+
+@settings(max_examples=40)
+@given(st.data(), pool_cases(computations=("max",)),
+       st.sampled_from([np.dtype(np.float16), F32, F64, I32]))
+def test_disjoint_window_scatter_matches_indexed_scatter(data, case, dtype):
+    """Windows that share no element scatter by one masked copy per offset; the result is
+    the index-based scatter-add's, bit for bit, with inf and NaN cotangents staying put."""
+    stride = [(k - 1) * d + 1 + data.draw(st.integers(0, 1))
+              for k, d in zip(case.window, case.window_dilation)]
+    case = dataclasses.replace(case, strides=tuple(stride))
+    x = np.zeros(case.shape)
+    geometry = dict(window_dimensions=case.window, window_strides=case.strides,
+                    padding=conv_module.padding_pairs("pool", case.padding, case.shape,
+                                                      case.window, case.strides,
+                                                      case.base_dilation, case.window_dilation),
+                    base_dilation=case.base_dilation, window_dilation=case.window_dilation)
+    windows = case(x).shape
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    pos = rng.integers(0, math.prod(case.window), windows).astype(np.int32)
+    ct = rng.standard_normal(windows).astype(dtype) if dtype.kind == "f" else \
+        rng.integers(-9, 9, windows).astype(dtype)
+    if dtype.kind == "f" and ct.size:
+        ct.flat[rng.integers(0, ct.size, 2)] = [np.inf, np.nan]
+    scatter = lambda: conv_module._window_scatter_add_impl(np, ct, pos, operand_shape=x.shape,
+                                                           **geometry)
+    assert conv_module._disjoint(case.window, case.strides, case.window_dilation)
+    with mock.patch.object(conv_module, "_disjoint", lambda *a: False):
+        expected = scatter()
+    out = scatter()
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, expected)
 
 
 def max_pool(x):

@@ -5,6 +5,8 @@ import pickle
 import numpy as np
 import pytest
 
+import funcgrad
+from funcgrad import random
 from funcgrad_nn import data, datasets
 from funcgrad_nn.datasets import DatasetError
 
@@ -88,3 +90,36 @@ def test_minibatches_cover_data_once_in_a_seeded_order():
     other = list(data.minibatches(x, y, 4, seed=1, epoch=1))
     assert any((a[0] != b[0]).any() for a, b in zip(batches, other))
     assert [len(b) for b in data.minibatches(x, None, 4, drop_last=True)] == [4, 4]
+
+
+def test_random_crop_shifts_each_image_within_the_padding():
+    x = np.arange(6 * 2 * 5 * 5, dtype=np.float32).reshape(6, 2, 5, 5) + 1
+    out = data.random_crop(random.key(0), x, 2)
+    jitted = funcgrad.jit(lambda k, v: data.random_crop(k, v, 2))(random.key(0), x)
+    np.testing.assert_array_equal(jitted, out)
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    offsets = set()
+    for i in range(6):
+        windows = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if np.array_equal(padded[i, :, dy:dy + 5, dx:dx + 5], out[i])]
+        assert windows, f"image {i} is not a crop of its padded self"
+        offsets.add(windows[0])
+    assert len(offsets) > 1                                            # per-image offsets
+    other = data.random_crop(random.key(1), x, 2)
+    assert np.any(other != out)
+
+
+def test_random_flip():
+    x = np.random.default_rng(0).normal(size=(40, 1, 2, 3)).astype(np.float32)
+    out = funcgrad.jit(lambda k, v: data.random_flip_horizontal(k, v))(random.key(0), x)
+    flipped = [bool(np.array_equal(o, v[..., ::-1])) for o, v in zip(out, x)]
+    kept = [bool(np.array_equal(o, v)) for o, v in zip(out, x)]
+    assert all(f or k for f, k in zip(flipped, kept)) and 10 < sum(flipped) < 30
+
+
+def test_digits_splits_are_fixed_for_the_test_set():
+    (xt, yt), (xv, yv), (xs, ys) = datasets.digits_splits(seed=0)
+    assert (len(xt), len(xv), len(xs)) == (1295, 143, 359)
+    _, _, (xs2, _) = datasets.digits_splits(seed=5)
+    np.testing.assert_array_equal(xs, xs2)
+    assert np.bincount(ys).min() >= 34

@@ -159,3 +159,37 @@ def test_schedules():
 def test_reduce_on_plateau():
     r = schedules.ReduceLROnPlateau(factor=0.5, patience=1)
     assert [r.update(v) for v in [1.0, 0.9, 0.95, 0.95, 0.95]] == [1.0, 1.0, 1.0, 0.5, 0.5]
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop"])
+def test_donated_optimizer_step_updates_in_place(name):
+    """With the params and optimizer state donated, the jitted step writes the new values
+    into the old buffers (the returned arrays are the donated ones)."""
+    opt = optim.OPTIMIZERS[name](0.1)
+    params = {"w": np.ones((4, 3), np.float32), "b": np.ones(3, np.float32)}
+    grads = {"w": np.full((4, 3), 0.5, np.float32), "b": np.ones(3, np.float32)}
+
+    def step(p, s, g):
+        u, s = opt.update(g, s, p)
+        return optim.apply_updates(p, u), s
+
+    state = opt.init(params)
+    reference = step(params, state, grads)
+    before = {id(a) for a in funcgrad.tree_util.tree_leaves((params, state)) if np.ndim(a)}
+    new_params, new_state = funcgrad.jit(step, donate_argnums=(0, 1))(params, state, grads)
+    after = [a for a in funcgrad.tree_util.tree_leaves((new_params, new_state)) if np.ndim(a)]
+    assert all(id(a) in before for a in after)
+    for a, b in zip(funcgrad.tree_util.tree_leaves(reference), funcgrad.tree_util.tree_leaves(new_params)):
+        np.testing.assert_allclose(b, a, rtol=1e-6)
+
+
+def test_schedules_inside_jit_follow_the_step_count():
+    """Schedules run on the traced step counter of the optimizer state."""
+    sched = schedules.linear_warmup(schedules.cosine_decay(1.0, 10), 2)
+    opt = optim.sgd(sched)
+    x, state = np.zeros(1), opt.init(np.zeros(1))
+    step = funcgrad.jit(lambda x, s: opt.update(np.ones(1), s, x))
+    for t in range(12):
+        updates, state = step(x, state)
+        np.testing.assert_allclose(-updates, [float(sched(t))], rtol=1e-12, atol=1e-15)
+    assert int(state[0].count) == 12

@@ -58,6 +58,7 @@ PRIMITIVES: dict[str, tuple[str, bool]] = {
     **_table(CUSTOM, linear="custom_lin", nonlinear="custom_jvp_call custom_vjp_call"),
     **_table(JIT, linear="jit_call"),
     **_table(REMAT, linear="remat"),
+    **_table("test_fusion.py", nonlinear="fused_kernel"),
 }
 
 REGISTERED = sorted(core.registry)

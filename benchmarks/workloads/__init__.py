@@ -9,7 +9,7 @@ from . import (cnn, compile_time, dispatch, eager_ops, elementwise, lstm, memory
 
 WORKLOADS: tuple[Workload, ...] = (
     eager_ops.WORKLOAD, dispatch.WORKLOAD, elementwise.WORKLOAD, mlp.WORKLOAD,
-    per_example.WORKLOAD, cnn.WORKLOAD, lstm.WORKLOAD, compile_time.WORKLOAD, memory.WORKLOAD)
+    mlp.GRAD_WORKLOAD, per_example.WORKLOAD, cnn.WORKLOAD, lstm.WORKLOAD, compile_time.WORKLOAD, memory.WORKLOAD)
 
 
 def workload_named(name: str) -> Workload:

@@ -50,6 +50,10 @@ def torch_logits(torch: Any, params, x):
     return h @ w3 + b3
 
 
+def _torch_loss(torch: Any, params, x, y):
+    return torch.mean(torch_xent(torch, torch_logits(torch, params, x), y))
+
+
 def numpy_backprop(params, x, y):
     """Per-example losses and, per layer, (layer input, delta of the per-example loss)."""
     w1, b1, w2, b2, w3, b3 = params
@@ -86,16 +90,22 @@ def funcgrad_jit(inputs):
     return lambda: step(params, x, y)
 
 
+def numpy_loss_and_grads(params, x, y):
+    """The mean loss and its gradient, by hand-written backprop."""
+    losses, layers = numpy_backprop(params, x, y)
+    grads = []
+    for a, d in layers:
+        d = d / len(x)
+        grads += [a.T @ d, d.sum(axis=0)]
+    return np.mean(losses), grads
+
+
 def numpy_(inputs):
     params, x, y = params_of(inputs), inputs["x"], inputs["y"]
 
     def run():
-        losses, layers = numpy_backprop(params, x, y)
-        grads = []
-        for a, d in layers:
-            d = d / len(x)
-            grads += [a.T @ d, d.sum(axis=0)]
-        return np.mean(losses), numpy_sgd_update(params, grads)
+        value, grads = numpy_loss_and_grads(params, x, y)
+        return value, numpy_sgd_update(params, grads)
     return run
 
 
@@ -119,9 +129,7 @@ def jax_jit(inputs):
 def torch_(inputs):
     import torch
 
-    def torch_loss(params, x, y):
-        return torch.mean(torch_xent(torch, torch_logits(torch, params, x), y))
-    step = torch_sgd_step(torch, torch_loss)
+    step = torch_sgd_step(torch, functools.partial(_torch_loss, torch))
     params = [torch.from_numpy(p).requires_grad_() for p in params_of(inputs)]
     x, y = torch.from_numpy(inputs["x"]), torch.from_numpy(inputs["y"])
     return lambda: step(params, x, y)
@@ -133,3 +141,50 @@ STEP = Case("mlp_step", make_inputs,
             tol=1e-4, observe=observe_update(PARAMS))
 
 WORKLOAD = Workload("mlp_step", "MLP 784-512-512-10 SGD training step, batch 128", (STEP,))
+
+
+# --- The gradient alone, eagerly (issue 3's comparison with autograd and hand-written backprop)
+
+def funcgrad_grad(inputs):
+    import funcgrad
+    import funcgrad.numpy as fnp
+    grad, params = funcgrad.grad(functools.partial(loss, fnp)), params_of(inputs)
+    x, y = inputs["x"], inputs["y"]
+    return lambda: grad(params, x, y)
+
+
+def numpy_grad(inputs):
+    params, x, y = params_of(inputs), inputs["x"], inputs["y"]
+    return lambda: numpy_loss_and_grads(params, x, y)[1]
+
+
+def autograd_grad(inputs):
+    import autograd
+    import autograd.numpy as anp
+    grad, params = autograd.grad(functools.partial(loss, anp)), params_of(inputs)
+    x, y = inputs["x"], inputs["y"]
+    return lambda: grad(params, x, y)
+
+
+def jax_grad(inputs):
+    import jax
+    import jax.numpy as jnp
+    grad = jax.grad(functools.partial(loss, jnp))       # eager: op by op, no jit
+    params = [jnp.asarray(p) for p in params_of(inputs)]
+    x, y = jnp.asarray(inputs["x"]), jnp.asarray(inputs["y"])
+    return lambda: jax.block_until_ready(grad(params, x, y))
+
+
+def torch_grad(inputs):
+    import torch
+    params = [torch.from_numpy(p).requires_grad_() for p in params_of(inputs)]
+    x, y = torch.from_numpy(inputs["x"]), torch.from_numpy(inputs["y"])
+    return lambda: torch.autograd.grad(_torch_loss(torch, params, x, y), params)
+
+
+GRAD = Case("mlp_grad", make_inputs,
+            {"funcgrad": funcgrad_grad, "numpy": numpy_grad, "autograd": autograd_grad,
+             "jax": jax_grad, "torch": torch_grad})
+
+GRAD_WORKLOAD = Workload("mlp_grad", "gradient of the MLP loss, eager (no jit), batch 128",
+                         (GRAD,))

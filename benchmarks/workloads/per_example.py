@@ -1,7 +1,7 @@
 """Workload 5: per-example gradients of the MLP of workload 4 (batch 128): the gradient of
 each example's own loss with respect to every parameter, stacked (128 x 670k floats). Written
 as vmap(grad) where the library has it; NumPy by hand uses batched outer products, autograd a
-loop over the examples."""
+loop over the examples (and funcgrad.jit_loop a loop of jitted single-example gradients)."""
 from __future__ import annotations
 
 import functools
@@ -35,6 +35,19 @@ def funcgrad_jit(inputs):
     f = require(funcgrad, "jit")(_funcgrad_per_example())
     params, x, y = params_of(inputs), inputs["x"], inputs["y"]
     return lambda: f(params, x, y)
+
+
+def funcgrad_jit_loop(inputs):
+    """The baseline vmap replaces: one jit(grad) call per example, stacked."""
+    import funcgrad
+    import funcgrad.numpy as fnp
+    grad = require(funcgrad, "jit")(funcgrad.grad(functools.partial(example_loss, fnp)))
+    params, x, y = params_of(inputs), inputs["x"], inputs["y"]
+
+    def run():
+        per_example = [grad(params, x[i], y[i]) for i in range(len(x))]
+        return [np.stack(g) for g in zip(*per_example)]
+    return run
 
 
 def numpy_(inputs):
@@ -85,5 +98,6 @@ def torch_func(inputs):
 WORKLOAD = Workload(
     "per_example_grads", "per-example gradients of the MLP, batch 128 (vmap(grad))",
     (Case("mlp_vmap_grad", make_inputs,
-          {"funcgrad.jit": funcgrad_jit, "funcgrad": funcgrad_eager, "numpy": numpy_,
+          {"funcgrad.jit": funcgrad_jit, "funcgrad": funcgrad_eager,
+           "funcgrad.jit_loop": funcgrad_jit_loop, "numpy": numpy_,
            "autograd.loop": autograd_loop, "jax.jit": jax_jit, "torch.func": torch_func}),))

@@ -65,7 +65,7 @@ def define_call(name: str, inline: str) -> core.Primitive:
         return prim.bind(*args, jaxpr=jaxpr, name=label)
 
     def impl(xp, *args, jaxpr: ClosedJaxpr, name: str):
-        return pipeline.compile_jaxpr(jaxpr, "cupy" if xp.__name__ == "cupy" else "numpy")(*args)
+        return pipeline.compile_jaxpr(jaxpr, pipeline.backend_for(args))(*args)
 
     def abstract_eval(*avals, jaxpr: ClosedJaxpr, name: str):
         expected = jaxpr.in_avals

@@ -42,10 +42,13 @@ VIEW = "view"      # may share memory with the inputs (views, ``impl`` calls)
 
 class Template(NamedTuple):
     """How to emit one equation: ``emit(args, out) -> expression`` (``out`` is a variable
-    name or None), the kind of result, and whether ``out`` may be one of the inputs."""
+    name or None), the kind of result, and whether ``out`` may be one of the inputs.
+    ``every_output``: every result of an ``OUT`` template may take a buffer, and ``out`` is
+    a list (a name or None per result)."""
     emit: Callable[[list[str], str | None], str]
     kind: str
     in_place: bool = False
+    every_output: bool = False
 
 
 TemplateRule = Callable[[Eqn, "Namespace"], Template | None]
@@ -311,9 +314,10 @@ def _params_key(params: dict):
 # Buffer planning
 
 
-def plan_buffers(jaxpr, templates: Sequence[Template], donated: Sequence[bool]) -> dict[int, Var]:
+def plan_buffers(jaxpr, templates: Sequence[Template], donated: Sequence[bool]) -> dict[int, Var | list]:
     """For each equation index whose result goes into an existing buffer, the variable that
-    holds that buffer (see the module docstring for the rules)."""
+    holds that buffer (a list of them, or None, per result for ``every_output`` templates;
+    see the module docstring for the rules)."""
     eqns = jaxpr.eqns
     never = len(eqns)
     last_use: dict[Var, int] = {}
@@ -356,7 +360,7 @@ def plan_buffers(jaxpr, templates: Sequence[Template], donated: Sequence[bool]) 
     donated_set = {v for v, d in zip(jaxpr.invars, donated) if d}
     pool: dict[tuple, list[Var]] = {}
     donor_pool: dict[tuple, list[Var]] = {}
-    plan: dict[int, Var] = {}
+    plan: dict[int, Var | list] = {}
 
     def release(bufs):
         for b in bufs:
@@ -367,12 +371,14 @@ def plan_buffers(jaxpr, templates: Sequence[Template], donated: Sequence[bool]) 
         outs = set(e.outvars)
         if t.in_place:
             release([b for b in dying if b not in outs])
-        if t.kind == OUT and e.outvars[0].aval.ndim:
-            out = e.outvars[0]
-            key = (out.aval.shape, out.aval.dtype)
-            source = donor_pool if last_use.get(out) == never and donor_pool.get(key) else pool
-            if source.get(key):
-                plan[i] = source[key].pop()
+        if t.kind == OUT and e.outvars:
+            chosen = []
+            for out in (e.outvars if t.every_output else e.outvars[:1]):
+                key = (out.aval.shape, out.aval.dtype)
+                source = donor_pool if last_use.get(out) == never and donor_pool.get(key) else pool
+                chosen.append(source[key].pop() if out.aval.ndim and source.get(key) else None)
+            if any(b is not None for b in chosen):
+                plan[i] = chosen if t.every_output else chosen[0]
         release([b for b in dying if (b in outs or not t.in_place)])
     return plan
 
@@ -435,7 +441,10 @@ def generate(closed: ClosedJaxpr, xp=np, name: str = "jitted", donated: Sequence
         if v.aval.weak_type and not v.aval.shape:
             body.append(f"{names[v]} = {ns.xp_fn('asarray')}({names[v]}, {ns.dtype(v.aval.dtype)})")
     for i, (e, t) in enumerate(zip(jaxpr.eqns, chosen)):
-        out = names[plan[i]] if i in plan else None
+        if t.every_output:
+            out = [names[b] if b is not None else None for b in plan.get(i, [None] * len(e.outvars))]
+        else:
+            out = names[plan[i]] if i in plan else None
         expr = t.emit([atom(a) for a in e.invars], out)
         lhs = ", ".join(names[v] for v in e.outvars)
         if e.primitive.multiple_results:

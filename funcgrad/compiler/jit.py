@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
 from .. import core
+from ..config import config
 from ..core import ClosedJaxpr, Jaxpr, ShapedArray
 from ..tree_util import PyTreeDef, keystr, tree_flatten, tree_flatten_with_path, tree_unflatten
 from . import call, passes, pipeline
@@ -67,9 +68,10 @@ def _leaf_key(x):
 class Lowered:
     """One signature of a jitted function, lowered: every stage can be read.
 
-    ``jaxpr`` (as traced), ``optimized_jaxpr``, ``source`` (the generated Python), and
-    ``kernels`` (fused kernels' sources; empty without a fusing backend); ``timings`` gives
-    the seconds spent per stage. ``compile()`` gives the callable."""
+    ``jaxpr`` (as traced), ``optimized_jaxpr`` (after the passes and fusion), ``source``
+    (the generated Python), and ``kernels`` (each fused kernel's C++ or CUDA source; empty
+    when nothing was fused); ``timings`` gives the seconds spent per stage. ``compile()``
+    gives the callable."""
 
     def __init__(self, fun_name: str, lowering: pipeline.Lowering, in_tree: tuple,
                  out_tree: PyTreeDef, donated: tuple[bool, ...], backend: str,
@@ -168,6 +170,7 @@ class Jitted:
         self._fast_ok = not (self._static_argnums or self._static_argnames or self._donate_argnums)
         self._cache: dict[_Signature, Compiled] = {}
         self._fast: dict[tuple, Compiled] = {}         # positional ndarray arguments only
+        self._fast_epoch = config.epoch                # the settings `_fast` was filled under
         self._traced: dict[_Signature, tuple] = {}     # for calls under a trace
         self._hits = self._misses = 0
         self._warned = False
@@ -175,6 +178,9 @@ class Jitted:
     # -- calling ------------------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
+        if self._fast_epoch != config.epoch:           # the backend setting changed
+            self._fast.clear()
+            self._fast_epoch = config.epoch
         if self._fast_ok and not kwargs and not core._state.stack:
             key = []
             for a in args:
@@ -235,7 +241,12 @@ class Jitted:
                     "scalars, and pytrees of them). Mark it static with static_argnums/"
                     "static_argnames if it configures the function.")
             leaves.append(key)
-        sig = _Signature(in_tree, tuple(leaves), static, pipeline.backend_for(flat))
+        try:
+            backend = pipeline.backend_for(flat)
+        except pipeline.MixedDevicesError as e:
+            name = lambda i: self._leaf_name(dyn_args, dyn_kwargs, static_pos, i)
+            raise TypeError(f"jit({self._name}): {pipeline.describe_mixed(e.cpu, e.gpu, name)}") from None
+        sig = _Signature(in_tree, tuple(leaves), static, backend)
         try:
             hash(sig)
         except TypeError:

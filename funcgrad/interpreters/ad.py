@@ -392,6 +392,9 @@ def linearize_jaxpr(closed: ClosedJaxpr, diff_mask: Sequence[bool]):
     out_diff = [dtypes.is_differentiable(a.dtype) for a in closed.out_avals]
     jvp_closed, out_nonzero = jvp_jaxpr(closed, diff_mask, instantiate=out_diff)
     jaxpr, consts = convert_constvars(jvp_closed)
+    # Tangents that die (under stop_gradient, say) would otherwise leave their zeros and
+    # residuals in the primal jaxpr.
+    jaxpr = core.dce_jaxpr(jaxpr)
     n_consts, n_known = len(consts), len(consts) + len(closed.in_avals)
     unknowns = [False] * n_known + [True] * sum(diff_mask)
     inst = [False] * len(closed.out_avals) + [True] * sum(out_nonzero)
@@ -400,13 +403,21 @@ def linearize_jaxpr(closed: ClosedJaxpr, diff_mask: Sequence[bool]):
     return ClosedJaxpr(known, consts), linear, out_nonzero, num_res
 
 
-def vjp_flat(closed: ClosedJaxpr, primals: Sequence, diff_mask: Sequence[bool]):
+def vjp_flat(closed: ClosedJaxpr, primals: Sequence, diff_mask: Sequence[bool],
+             outs_needed: Sequence[bool] | None = None):
     """Reverse mode: returns ``(outs, backward)`` where ``backward(cts) -> input cts`` (Zero
-    for inputs that are not differentiated or receive nothing)."""
+    for inputs that are not differentiated or receive nothing). Outputs not in
+    ``outs_needed`` are not computed (None in ``outs``): ``grad`` skips the loss value."""
     known, linear, out_nonzero, num_res = linearize_jaxpr(closed, diff_mask)
-    results = core.eval_jaxpr(known.jaxpr, known.consts, *primals)
     n_out = len(closed.out_avals)
-    outs, residuals = results[:n_out], results[n_out:]
+    needed = [True] * n_out if outs_needed is None else list(outs_needed)
+    kj = known.jaxpr
+    if not all(needed):
+        kept = [v for v, need in zip(kj.outvars, needed) if need]
+        kj = core.dce_jaxpr(Jaxpr(kj.constvars, kj.invars, kj.eqns, kept + kj.outvars[n_out:]))
+    results = iter(core.eval_jaxpr(kj, known.consts, *primals))
+    outs = [next(results) if need else None for need in needed]
+    residuals = list(results)
     tangent_avals = [ShapedArray(a.shape, a.dtype) for a, d in zip(closed.in_avals, diff_mask) if d]
 
     def backward(cts: Sequence) -> list:

@@ -10,6 +10,7 @@ import builtins
 
 import numpy as np
 
+from .. import core
 from ..core import Tracer
 from ..primitives import elementwise as ew, indexing as ix, structural as st
 from ._array import normalize_axes, normalize_axis, operand, promote, shape, static, tracing
@@ -23,17 +24,19 @@ def _ints(xs, what: str) -> tuple[int, ...]:
     return (int(xs),)
 
 
-def _infer_shape(newshape, size: int) -> tuple[int, ...]:
+def _infer_shape(newshape, aval) -> tuple[int, ...]:
+    """The requested shape with a -1 resolved; a trace-time error if it does not fit."""
     newshape = list(_ints(newshape, "a shape"))
     if newshape.count(-1) > 1:
         raise ValueError("can only specify one unknown dimension")
+    size = aval.size
     if -1 in newshape:
         known = int(np.prod([s for s in newshape if s != -1], dtype=np.int64))
-        if known == 0 or size % known:
-            raise ValueError(f"cannot reshape array of size {size} into shape {tuple(newshape)}")
-        newshape[newshape.index(-1)] = size // known
-    if int(np.prod(newshape, dtype=np.int64)) != size:
-        raise ValueError(f"cannot reshape array of size {size} into shape {tuple(newshape)}")
+        if known and not size % known:
+            newshape[newshape.index(-1)] = size // known
+    if -1 in newshape or int(np.prod(newshape, dtype=np.int64)) != size:
+        raise core.type_error("reshape", f"cannot reshape an array of size {size} into shape "
+                              f"{tuple(newshape)}", [aval])
     return tuple(newshape)
 
 
@@ -45,11 +48,11 @@ def reshape(a, /, shape=None, order="C", *, newshape=None, copy=None):
     a = operand(a)
     if order == "F":
         out = st.reshape(st.transpose(a, tuple(reversed(range(a.ndim)))),
-                         tuple(reversed(_infer_shape(shape, a.size))))
+                         tuple(reversed(_infer_shape(shape, core.get_aval(a)))))
         return st.transpose(out, tuple(reversed(range(out.ndim))))
     if order not in ("C", "A"):
         raise NotImplementedError(f"reshape: order={order!r} is not supported")
-    return st.reshape(a, _infer_shape(shape, a.size))
+    return st.reshape(a, _infer_shape(shape, core.get_aval(a)))
 
 
 def ravel(a, order="C"):

@@ -2,14 +2,19 @@
 
 Both slide a window over the spatial axes of an operand that is first *dilated* (``d - 1``
 fill values between neighbours) and *padded* (``(lo, hi)`` per axis, negative values crop).
-The numpy impls build a strided *window view* of that operand, which copies nothing, then
+The numpy impls work on a strided *window view* of that operand, which copies nothing:
 
 * conv: copy the view once into patch matrices (im2col) and contract them with the kernel in
-  one batched BLAS matmul, in which feature groups and batch groups are matmul batch axes;
-  or, when that buffer would be the larger one (fewer output than input features, as in
-  input gradients), multiply the kernel into the undilated input first and add the products
-  into place with one strided add per kernel offset (col2im);
-* reduce_window: combine the windows' offsets with one vectorized operation per offset.
+  batched BLAS matmuls, in which feature groups and batch groups are matmul batch axes; or,
+  when that buffer would be the larger one (fewer output than input features, as in input
+  gradients), multiply the kernel into the undilated input first and add the products into
+  place, one add per kernel offset (col2im). Where the window's positions walk the input
+  itself (unit strides, outputs the size of the input: "SAME" convs and their gradients),
+  every patch row is the whole input plane shifted by one offset, so im2col and col2im move
+  whole planes with one flat slice each instead of short strided runs;
+* reduce_window: windows are boxes, so reduce one axis at a time with one vectorized
+  operation per window offset; max/min pooling's gradient scatters with one masked copy per
+  offset where windows do not overlap.
 
 Gradients are again windowed primitives: a conv's transposes are convs (the identities are
 derived next to the rules), sum pooling transposes to sum pooling, and max/min pooling
@@ -224,48 +229,203 @@ def _conv_impl(xp, lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilat
     if preferred_element_type is not None and lhs.dtype != preferred_element_type:
         lhs, rhs = lhs.astype(preferred_element_type), rhs.astype(preferred_element_type)
     x, w = xp.transpose(lhs, lhs_spec), xp.transpose(rhs, rhs_spec)   # (N, C, *S), (O, I, *K)
-    t_shape = tuple(_num_windows(_dilated(n, ld) + lo + hi, k, s, rd)
-                    for n, k, s, (lo, hi), ld, rd in zip(x.shape[2:], w.shape[2:], window_strides,
-                                                        padding, lhs_dilation, rhs_dilation))
+    geo = _Geometry.of(x.shape[2:], w.shape[2:], window_strides, padding, lhs_dilation,
+                       rhs_dilation)
     b, g = batch_group_count, feature_group_count
     (n, _), (o, i) = x.shape[:2], w.shape[:2]
     # Two BLAS formulations; take the one whose intermediate buffer is smaller (per example
     # and kernel offset): patches hold in-features x outputs, scatter terms out-features x inputs.
-    if (o // (b * g)) * math.prod(x.shape[2:]) < i * math.prod(t_shape):
-        out = _conv_by_scatter(xp, x, w, t_shape, window_strides, padding, lhs_dilation,
-                               rhs_dilation, g, b)
+    if (o // (b * g)) * math.prod(geo.s) < i * math.prod(geo.t):
+        out = _conv_by_scatter(xp, x, w, geo, g, b)
     else:
-        out = _conv_by_patches(xp, x, w, t_shape, window_strides, padding, lhs_dilation,
-                               rhs_dilation, g, b)
+        out = _conv_by_patches(xp, x, w, geo, g, b)
     if b > 1:                     # (B, N/B, G, O/(BG), *T): batch groups index out-features
         out = xp.swapaxes(out, 0, 1)
-    return xp.transpose(out.reshape((n // b, o) + t_shape), _inverse(out_spec))
+    return xp.transpose(out.reshape((n // b, o) + geo.t), _inverse(out_spec))
 
 
-def _conv_by_patches(xp, x, w, t_shape, window_strides, padding, lhs_dilation, rhs_dilation, g, b):
+class _Geometry(NamedTuple):
+    """The spatial side of a conv in canonical layout: input sizes ``s``, kernel sizes ``k``,
+    output sizes ``t`` and the params. Kernel offset k of output t reads the dilated, padded
+    input at ``t*stride + k*rhs_dilation``, i.e. input ``(t*stride + k*rhs_dilation - lo) /
+    lhs_dilation``."""
+    s: tuple[int, ...]
+    k: tuple[int, ...]
+    t: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    lhs_dilation: tuple[int, ...]
+    rhs_dilation: tuple[int, ...]
+
+    @classmethod
+    def of(cls, s, k, strides, padding, lhs_dilation, rhs_dilation) -> "_Geometry":
+        t = tuple(_num_windows(_dilated(n, ld) + lo + hi, kk, st, rd)
+                  for n, kk, st, (lo, hi), ld, rd
+                  in zip(s, k, strides, padding, lhs_dilation, rhs_dilation))
+        return cls(tuple(s), tuple(k), t, strides, padding, lhs_dilation, rhs_dilation)
+
+    def shifts(self, grid: str) -> list[tuple[int, ...]] | None:
+        """Whether the ``grid`` axis of the patches ("t": output positions, "k": kernel
+        offsets) walks the input itself (unit steps, no lhs dilation, the input's sizes); if
+        so, the input offset of each element of the other axis, in row-major order: then
+        every patch row is the input shifted by an offset (see :func:`_shift_copy`)."""
+        ones = (1,) * len(self.s)
+        if self.lhs_dilation != ones:
+            return None
+        lo = [p[0] for p in self.padding]
+        if grid == "t" and self.strides == ones and self.t == self.s:
+            return [tuple(j * d - p for j, d, p in zip(k, self.rhs_dilation, lo))
+                    for k in np.ndindex(*self.k)]
+        if grid == "k" and self.rhs_dilation == ones and self.k == self.s:
+            return [tuple(j * st - p for j, st, p in zip(t, self.strides, lo))
+                    for t in np.ndindex(*self.t)]
+        return None
+
+
+# Shifted copies stream whole planes but cost a few array operations and one pass over the
+# destination per kernel offset; a strided window copy is one operation that moves one run
+# per grid row. Measured with cold caches (as inside a training step), the shifted form wins
+# where those runs are short and many.
+_SHIFT_MAX_ROW = 16           # grid rows of at most this many elements
+_SHIFT_MIN_RUNS = 64          # at least this many of them per offset
+
+
+def _shift_pays(rows: int, sizes: Sequence[int]) -> bool:
+    """Whether shifted copies beat the strided copy for ``rows`` planes of grid ``sizes``."""
+    return (rows > 0 and math.prod(sizes) > 0 and sizes[-1] <= _SHIFT_MAX_ROW
+            and rows * math.prod(sizes[:-1]) >= _SHIFT_MIN_RUNS)
+
+
+def _flat_shift(sizes: Sequence[int], delta: Sequence[int]):
+    """Moving ``a[p] <- b[p + delta]`` over a row-major grid of ``sizes``, flattened: the box
+    of positions p whose source lies in the grid (a (lo, hi) range per axis), the flat shift,
+    and the flat range [start, stop) to move: the box's rows along the first axis, clipped to
+    sources inside the flat grid. Positions in that range but outside the box read a
+    neighbouring row (the shift wrapped around); callers neutralize them. None when the box
+    is empty."""
+    box = tuple((max(0, -d), min(n, n - d)) for n, d in zip(sizes, delta))
+    if any(lo >= hi for lo, hi in box):
+        return None
+    size = math.prod(sizes)
+    row = size // sizes[0]
+    shift = sum(d * math.prod(sizes[a + 1:]) for a, d in enumerate(delta))
+    return box, shift, max(box[0][0] * row, -shift), min(box[0][1] * row, size - shift)
+
+
+def _zero_outside(a, sizes: Sequence[int], box) -> None:
+    """Zero the grid of ``a`` (flattened in its last axis) outside ``box`` along every grid
+    axis but the first."""
+    grid = a.reshape(a.shape[:-1] + tuple(sizes))        # a view: the last axis only splits
+    lead = a.ndim - 1
+    for axis, (lo, hi), n in zip(range(lead + 1, grid.ndim), box[1:], sizes[1:]):
+        for part in ([slice(0, lo)] if lo > 0 else []) + ([slice(hi, n)] if hi < n else []):
+            grid[(slice(None),) * axis + (part,)] = 0
+
+
+def _shift_copy(dst, src, sizes: Sequence[int], delta: Sequence[int]) -> None:
+    """``dst[..., p] = src[..., p + delta]``, 0 where ``p + delta`` leaves the grid of
+    ``sizes`` (flattened in both arrays' last axis): one flat copy, then zeros where the
+    flat shift wrapped around."""
+    flat = _flat_shift(sizes, delta)
+    if flat is None:
+        dst[...] = 0
+        return
+    box, shift, start, stop = flat
+    dst[..., start:stop] = src[..., start + shift:stop + shift]
+    dst[..., :start] = 0
+    dst[..., stop:] = 0
+    _zero_outside(dst, sizes, box)
+
+
+def _shift_add(dst, src, sizes: Sequence[int], delta: Sequence[int]) -> None:
+    """``dst[..., p] += src[..., p + delta]`` where ``p + delta`` lies in the grid (the
+    accumulating :func:`_shift_copy`). ``src`` is first zeroed where no p reads it, so the
+    flat add's wrapped-around reads add zeros; it is overwritten."""
+    flat = _flat_shift(sizes, delta)
+    if flat is None:
+        return
+    box, shift, start, stop = flat
+    _zero_outside(src, sizes, [(lo + d, hi + d) for (lo, hi), d in zip(box, delta)])
+    dst[..., start:stop] += src[..., start + shift:stop + shift]
+
+
+def _patches(xp, x, geo: _Geometry, pre: tuple[int, ...], post: tuple[int, ...], grid: str):
+    """The patches of ``x`` (lead axes, then the spatial ones) as a fresh array
+    ``x.shape[pre] + (offsets,) + x.shape[post] + (grid,)``: with grid "t", element
+    ``[.., k, .., t]`` is the padded, dilated input at ``t*stride + k*rhs_dilation`` (the
+    im2col matrix); grid "k" swaps the roles of k and t."""
+    nsp = len(geo.s)
+    lead = x.ndim - nsp
+    spatial = tuple(range(lead, x.ndim))
+    pre_shape, post_shape = tuple(x.shape[a] for a in pre), tuple(x.shape[a] for a in post)
+    offsets, sizes = (geo.k, geo.t) if grid == "t" else (geo.t, geo.k)
+    shape = pre_shape + (math.prod(offsets),) + post_shape + (math.prod(sizes),)
+    shifts = geo.shifts(grid)
+    if shifts is not None and _shift_pays(math.prod(pre_shape + post_shape), sizes):
+        out = xp.empty(shape, x.dtype)
+        src = xp.transpose(x, pre + post + spatial).reshape(pre_shape + post_shape + (-1,))
+        for j, delta in enumerate(shifts):
+            _shift_copy(out[(slice(None),) * len(pre) + (j,)], src, sizes, delta)
+        return out
+    x = _pad_and_dilate(xp, x, spatial, geo.padding, geo.lhs_dilation, 0)
+    win = _window_view(xp, x, spatial, geo.k, geo.strides, geo.rhs_dilation)  # (.., *T, *K)
+    t_axes, k_axes = spatial, tuple(range(x.ndim, x.ndim + nsp))
+    middle, last = (k_axes, t_axes) if grid == "t" else (t_axes, k_axes)
+    return xp.transpose(win, pre + middle + post + last).reshape(shape)
+
+
+def _conv_by_patches(xp, x, w, geo: _Geometry, g: int, b: int):
     """im2col: copy each window of the dilated, padded input once into patch matrices, then
-    one batched matmul with the kernel. Returns (B, N/B, G, O/(BG), *T)."""
-    nsp = x.ndim - 2
-    spatial = tuple(range(2, 2 + nsp))
-    x = _pad_and_dilate(xp, x, spatial, padding, lhs_dilation, 0)
-    win = _window_view(xp, x, spatial, w.shape[2:], window_strides, rhs_dilation)  # (N, C, *T, *K)
-    (n, c), (o, i) = x.shape[:2], w.shape[:2]
-    og, k_size, t_size = o // (b * g), math.prod(w.shape[2:]), math.prod(t_shape)
-    win = win.reshape((b, n // b, g, i) + win.shape[2:])      # a view: axes only split
-    t_axes, k_axes = tuple(range(4, 4 + nsp)), tuple(range(4 + nsp, 4 + 2 * nsp))
-    kernel = w.reshape(b, 1, g, og, i * k_size)
-    # The longer of the window-position and window-offset runs goes innermost, so the copy
-    # streams. Few positions (kernel gradients): examples and positions share one matmul row
-    # axis, so each group is a single large product.
+    BLAS products with the kernel, in which groups are matmul batch axes: per example where
+    there are many output positions; else (kernel gradients) one product per group, or, with
+    few channels and a large window, one per in-feature, summed. Returns
+    (B, N/B, G, O/(BG), *T)."""
+    n, o = x.shape[0], w.shape[0]
+    k_size, t_size = math.prod(geo.k), math.prod(geo.t)
     if t_size >= k_size:
-        patches = xp.transpose(win, (0, 1, 2, 3) + k_axes + t_axes)
-        out = xp.matmul(kernel, patches.reshape(b, n // b, g, i * k_size, t_size))
-    else:
-        patches = xp.transpose(win, (0, 2, 1) + t_axes + (3,) + k_axes)
-        out = xp.matmul(patches.reshape(b, g, (n // b) * t_size, i * k_size),
-                        xp.swapaxes(kernel.reshape(b, g, og, i * k_size), -1, -2))
-        out = xp.transpose(out.reshape(b, g, n // b, t_size, og), (0, 2, 1, 4, 3))
-    return out.reshape(out.shape[:4] + t_shape)
+        return _per_example_products(xp, x, w, geo, g, b)
+    if b == g == 1 and o * n * t_size <= k_size:
+        return _per_feature_products(xp, x, w, geo)
+    return _per_group_products(xp, x, w, geo, g, b)
+
+
+def _per_example_products(xp, x, w, geo: _Geometry, g: int, b: int):
+    """Per example and group, (O/G, I*K) kernel @ (I*K, T) patches: many output positions."""
+    n, (o, i) = x.shape[0], w.shape[:2]
+    og, k_size, t_size = o // (b * g), math.prod(geo.k), math.prod(geo.t)
+    x = x.reshape((b, n // b, g, i) + geo.s)                     # a view: axes only split
+    patches = _patches(xp, x, geo, (0, 1, 2, 3), (), "t")        # (B, N/B, G, I, K, T)
+    out = xp.matmul(w.reshape(b, 1, g, og, i * k_size),
+                    patches.reshape(b, n // b, g, i * k_size, t_size))
+    return out.reshape(out.shape[:4] + geo.t)
+
+
+def _per_group_products(xp, x, w, geo: _Geometry, g: int, b: int):
+    """Per group, one large (N/B*T, I*K) patches @ (I*K, O/G) kernel product: few output
+    positions (kernel gradients), so examples and positions share the row axis."""
+    n, (o, i) = x.shape[0], w.shape[:2]
+    og, k_size, t_size = o // (b * g), math.prod(geo.k), math.prod(geo.t)
+    x = x.reshape((b, n // b, g, i) + geo.s)
+    patches = _patches(xp, x, geo, (0, 2, 1), (3,), "k")         # (B, G, N/B, T, I, K)
+    out = xp.matmul(patches.reshape(b, g, (n // b) * t_size, i * k_size),
+                    xp.swapaxes(w.reshape(b, g, og, i * k_size), -1, -2))
+    out = xp.transpose(out.reshape(b, g, n // b, t_size, og), (0, 2, 1, 4, 3))
+    return out.reshape(out.shape[:4] + geo.t)
+
+
+def _per_feature_products(xp, x, w, geo: _Geometry):
+    """Per in-feature, (N*T, K) patches @ (K, O) kernel, summed over in-features: few output
+    positions and products small next to the window (kernel gradients of wide inputs with
+    few channels), where one product over all in-features would be a thin matrix of an
+    enormous inner size. No groups."""
+    n, (o, i) = x.shape[0], w.shape[:2]
+    k_size, t_size = math.prod(geo.k), math.prod(geo.t)
+    patches = _patches(xp, x, geo, (1, 0), (), "k")              # (I, N, T, K)
+    kernel = xp.transpose(w.reshape(o, i, k_size), (1, 2, 0))   # (I, K, O)
+    out = xp.matmul(patches.reshape(i, n * t_size, k_size), kernel)
+    out = out.sum(axis=0, dtype=out.dtype)          # (small integers would widen)
+    out = xp.transpose(out.reshape(1, n, 1, t_size, o), (0, 1, 2, 4, 3))
+    return out.reshape(out.shape[:4] + geo.t)
 
 
 def _scatter_slices(q_size: int, t_size: int, stride: int, lhs_dilation: int, c: int):
@@ -286,23 +446,32 @@ def _scatter_slices(q_size: int, t_size: int, stride: int, lhs_dilation: int, c:
     return slice(q0, q0 + (count - 1) * dq + 1, dq), slice(t0, t0 + (count - 1) * dt + 1, dt)
 
 
-def _conv_by_scatter(xp, x, w, t_shape, window_strides, padding, lhs_dilation, rhs_dilation, g, b):
+def _conv_by_scatter(xp, x, w, geo: _Geometry, g: int, b: int):
     """col2im: z[k, q] = w[:, :, k] @ x[:, :, q] in one batched matmul on the undilated,
-    unpadded input, then one strided add per kernel offset k of z[k] into the outputs its
-    inputs reach (``t*stride == q*lhs_dilation + lo - k*rhs_dilation``). Cheaper than
-    patches when there are fewer output than input features, as in input gradients."""
+    unpadded input, then one add per kernel offset k of z[k] into the outputs its inputs
+    reach (``t*stride == q*lhs_dilation + lo - k*rhs_dilation``): a flat shifted add when
+    outputs and inputs share one grid, else a strided add. Cheaper than patches when there
+    are fewer output than input features, as in input gradients."""
     nsp = x.ndim - 2
-    (n, c), (o, i) = x.shape[:2], w.shape[:2]
-    q_shape, k_shape = x.shape[2:], w.shape[2:]
-    og = o // (b * g)
+    n, (o, i) = x.shape[0], w.shape[:2]
+    og, k_size, q_size = o // (b * g), math.prod(geo.k), math.prod(geo.s)
     kernel = xp.transpose(w, (0,) + tuple(range(2, 2 + nsp)) + (1,))
-    kernel = kernel.reshape(b, 1, g, og * math.prod(k_shape), i)
-    z = xp.matmul(kernel, x.reshape(b, n // b, g, i, math.prod(q_shape)))
-    z = z.reshape((b, n // b, g, og) + k_shape + q_shape)
-    out = xp.zeros((b, n // b, g, og) + t_shape, z.dtype)
-    for k in np.ndindex(*k_shape):
+    kernel = kernel.reshape(b, 1, g, og * k_size, i)
+    z = xp.matmul(kernel, x.reshape(b, n // b, g, i, q_size))      # (B, N/B, G, O/G*K, Q)
+    shifts = geo.shifts("t")
+    if shifts is not None and _shift_pays(n * og * g, geo.t):
+        z = z.reshape(b, n // b, g, og, k_size, q_size)
+        out = xp.empty(z.shape[:4] + (q_size,), z.dtype)
+        _shift_copy(out, z[..., 0, :], geo.s, shifts[0])
+        for j, delta in enumerate(shifts[1:], 1):
+            _shift_add(out, z[..., j, :], geo.s, delta)
+        return out.reshape(out.shape[:4] + geo.t)
+    z = z.reshape((b, n // b, g, og) + geo.k + geo.s)
+    out = xp.zeros((b, n // b, g, og) + geo.t, z.dtype)
+    for k in np.ndindex(*geo.k):
         pairs = [_scatter_slices(q, t, s, ld, lo - j * rd) for q, t, s, ld, (lo, _), j, rd
-                 in zip(q_shape, t_shape, window_strides, lhs_dilation, padding, k, rhs_dilation)]
+                 in zip(geo.s, geo.t, geo.strides, geo.lhs_dilation, geo.padding, k,
+                        geo.rhs_dilation)]
         if None not in pairs:
             q_slices, t_slices = zip(*pairs)
             out[(Ellipsis,) + t_slices] += z[(Ellipsis,) + k + q_slices]
@@ -631,13 +800,29 @@ def _offsets(view, ndim: int):
 _COMBINE = {"sum": "add", "max": "maximum", "min": "minimum"}
 
 
-def _reduce_window_impl(xp, x, *, computation, **geometry):
+def _reduce_window_impl(xp, x, *, computation, window_dimensions, window_strides, padding,
+                        base_dilation, window_dilation):
+    """Windows are boxes, so they reduce one axis at a time: per axis, one vectorized
+    combine per window offset. Outer axes go first: their strided slices keep the inner
+    axes' contiguous runs, and each step shrinks the array the next one reads."""
     combine = getattr(xp, _COMBINE[computation])
-    slices = _offsets(_windows(xp, x, computation, **geometry), x.ndim)
-    out = next(slices).copy()
-    for s in slices:
-        combine(out, s, out=out)
-    return out
+    axes = tuple(range(x.ndim))
+    out = _pad_and_dilate(xp, x, axes, padding, base_dilation, _identity(computation, x.dtype))
+    fresh = out is not x
+    for a, k, s, d in zip(axes, window_dimensions, window_strides, window_dilation):
+        if k == s == 1:
+            continue
+        n = _num_windows(out.shape[a], k, s, d)
+        offsets = [out[(slice(None),) * a + (slice(j * d, j * d + (n - 1) * s + 1, s),)]
+                   for j in range(k)]
+        if k == 1:
+            out = offsets[0]
+            continue
+        acc = combine(offsets[0], offsets[1])
+        for o in offsets[2:]:
+            combine(acc, o, out=acc)
+        out, fresh = acc, True
+    return out if fresh else out.copy()
 
 
 def _window_arg_impl(xp, x, *, computation, **geometry):
@@ -691,19 +876,48 @@ def _window_gather_impl(xp, t, pos, *, window_dimensions, window_strides, paddin
     return xp.take(padded.reshape(-1), index)
 
 
+def _disjoint(window_dimensions, window_strides, window_dilation) -> bool:
+    """Whether no element lies in two windows (each window fits within its stride)."""
+    return all(k == 1 or s >= _dilated(k, d)
+               for k, s, d in zip(window_dimensions, window_strides, window_dilation))
+
+
+def _masked_copy(xp, dst, values, mask) -> None:
+    """``dst[...] = where(mask, values, 0)`` as one multiply by the mask; floats multiply
+    their bit patterns as integers, so inf and NaN where the mask is off leave no trace."""
+    kind = values.dtype.kind
+    if kind == "f":
+        as_int = np.dtype(f"i{values.dtype.itemsize}")
+        xp.multiply(values.view(as_int), mask, out=dst.view(as_int))
+    elif kind in "biu":
+        xp.multiply(values, mask, out=dst)
+    else:
+        dst[...] = xp.where(mask, values, 0)
+
+
 def _window_scatter_add_impl(xp, ct, pos, *, operand_shape, window_dimensions, window_strides,
                              padding, base_dilation, window_dilation):
-    padded_shape, src, dst = _embedding(operand_shape, range(len(operand_shape)), padding,
-                                        base_dilation)
-    index = _flat_window_index(xp, padded_shape, pos, window_dimensions, window_strides,
-                               window_dilation)
-    flat = xp.zeros(math.prod(padded_shape), ct.dtype)
-    if xp is np:
-        np.add.at(flat, index.reshape(-1), ct.reshape(-1))
+    axes = range(len(operand_shape))
+    padded_shape, src, dst = _embedding(operand_shape, axes, padding, base_dilation)
+    if _disjoint(window_dimensions, window_strides, window_dilation):
+        # Each element gets at most one cotangent: one masked copy per window offset, through
+        # a writable window view (no index arrays, no accumulation).
+        tiled = all(k == s and d == 1 and t * s == n for k, s, d, t, n in zip(
+            window_dimensions, window_strides, window_dilation, ct.shape, padded_shape))
+        padded = (xp.empty if tiled else xp.zeros)(padded_shape, ct.dtype)
+        view = _window_view(xp, padded, axes, window_dimensions, window_strides, window_dilation)
+        for j, offset in enumerate(np.ndindex(*window_dimensions)):
+            _masked_copy(xp, view[(Ellipsis,) + offset], ct, pos == j)
     else:
-        import cupyx
-        cupyx.scatter_add(flat, index.reshape(-1), ct.reshape(-1))
-    padded = flat.reshape(padded_shape)
+        index = _flat_window_index(xp, padded_shape, pos, window_dimensions, window_strides,
+                                   window_dilation)
+        flat = xp.zeros(math.prod(padded_shape), ct.dtype)
+        if xp is np:
+            np.add.at(flat, index.reshape(-1), ct.reshape(-1))
+        else:
+            import cupyx
+            cupyx.scatter_add(flat, index.reshape(-1), ct.reshape(-1))
+        padded = flat.reshape(padded_shape)
     if all(p == (0, 0) for p in padding) and all(d == 1 for d in base_dilation):
         return padded
     out = xp.zeros(operand_shape, ct.dtype)

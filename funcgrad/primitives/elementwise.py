@@ -167,6 +167,12 @@ def _unary_batch(prim):
     return lambda args, dims, **params: (prim.bind(*args, **params), dims[0])
 
 
+def _arith_c(op: str, helper: str) -> Callable:
+    """C expression of an arithmetic op: the operator for floats, a wrapping helper for
+    integers (C's signed overflow is undefined; numpy's wraps)."""
+    return lambda avals: op if avals[0].dtype.kind == "f" else helper
+
+
 def unary(name, impl, jvp, c_expr, kinds=FLOAT):
     """``impl``: a numpy ufunc, or a function ``impl(xp, x)``; ``jvp(g, ans, x)`` or None
     for a zero derivative."""
@@ -293,7 +299,7 @@ defjvp_zero(is_finite_p)
 # abs: d|x| = sign, with 1 at 0 (JAX's convention: the right derivative).
 abs_p = unary("abs", np.abs, lambda g, ans, x: select(x >= 0, g, -g), "fg_abs({0})", kinds="biuf")
 
-neg_p = _define("neg", _impl(np.negative), NUMBER, "(-{0})")
+neg_p = _define("neg", _impl(np.negative), NUMBER, _arith_c("(-{0})", "fg_neg({0})"))
 deflinear(neg_p, lambda ct, x: [neg(ct) if type(ct) is not Zero else ct])
 
 # stop_gradient: the identity, with a zero derivative.
@@ -331,9 +337,9 @@ def _minmax_jvp(pick_x: Callable):
             lambda g, ans, x, y: g * weight(y, x, ans))
 
 
-add_p = _define("add", _impl(np.add), NUMBER, "({0} + {1})", nargs=2)
-sub_p = _define("sub", _impl(np.subtract), NUMBER, "({0} - {1})", nargs=2)
-mul_p = _define("mul", _impl(np.multiply), NUMBER, "({0} * {1})", nargs=2)
+add_p = _define("add", _impl(np.add), NUMBER, _arith_c("({0} + {1})", "fg_add({0}, {1})"), nargs=2)
+sub_p = _define("sub", _impl(np.subtract), NUMBER, _arith_c("({0} - {1})", "fg_sub({0}, {1})"), nargs=2)
+mul_p = _define("mul", _impl(np.multiply), NUMBER, _arith_c("({0} * {1})", "fg_mul({0}, {1})"), nargs=2)
 div_p = _define("div", _impl(np.true_divide, "true_divide"), FLOAT, "({0} / {1})", nargs=2)
 
 
@@ -370,7 +376,8 @@ mul_p.transpose = lambda ct, x, y: [_ct(x, mul(ct, y)) if is_undefined(x) else N
 defjvp(div_p, lambda g, ans, x, y: div(g, y), lambda g, ans, x, y: -g * ans / y)
 div_p.transpose = lambda ct, x, y: [_ct(x, div(ct, y)), None]
 
-pow_p = binary("pow", np.power, (_pow_jvp_x, _pow_jvp_y), "fg_pow({0}, {1})", kinds=NUMBER)
+pow_p = binary("pow", np.power, (_pow_jvp_x, _pow_jvp_y),
+                lambda avals: "fg_pow({0}, {1})" if avals[0].dtype.kind == "f" else None, kinds=NUMBER)
 max_p = binary("max", np.maximum, _minmax_jvp(lambda a, b: a > b), "fg_max({0}, {1})", kinds=ANY)
 min_p = binary("min", np.minimum, _minmax_jvp(lambda a, b: a < b), "fg_min({0}, {1})", kinds=ANY)
 atan2_p = binary("atan2", np.arctan2, (lambda g, ans, x, y: g * y / (x * x + y * y),
@@ -407,7 +414,17 @@ integer_pow_p.impl = _integer_pow_impl
 integer_pow_p.abstract_eval = _abstract("integer_pow", NUMBER)
 integer_pow_p.batch = _unary_batch(integer_pow_p)
 integer_pow_p.elementwise = True
-integer_pow_p.c_expr = lambda avals, y: f"fg_ipow({{0}}, {int(y)})"
+
+
+def _integer_pow_c(avals, y):
+    """As the impl: ``x * x`` for y = 2, numpy's ``power`` for floats, exact repeated
+    squaring for integers (negative integer powers raise in numpy: not expressible)."""
+    if avals[0].dtype.kind == "f":
+        return "({0} * {0})" if y == 2 else f"fg_pow({{0}}, static_cast<{{T}}>({int(y)}))"
+    return f"fg_ipow({{0}}, {int(y)})" if y >= 0 else None
+
+
+integer_pow_p.c_expr = _integer_pow_c
 defjvp(integer_pow_p, lambda g, ans, x, *, y: (zeros_like(g) if y == 0 else
                                                  g * y if y == 1 else
                                                  g * (integer_pow(x, y - 1) * y)))
@@ -498,6 +515,8 @@ def _convert_transpose(ct, x, *, new_dtype, weak_type=False):
 def _convert_c(avals, new_dtype, weak_type=False):
     if np.dtype(new_dtype).kind == "b":
         return "({0} != 0)"
+    if avals[0].dtype.kind == "b":      # a select, which compilers vectorize (a bool cast: not always)
+        return "({0} ? {T}(1) : {T}(0))"
     return "static_cast<{T}>({0})"
 
 
@@ -609,7 +628,11 @@ def ones_like(x):
 
 
 # ---------------------------------------------------------------------------------------------
-# The C prelude the expression templates above rely on (shared by the C++ and CUDA backends).
+# The C prelude the expression templates above rely on, shared by the C++ (host) and CUDA
+# (device) kernels. The including code defines FG_INLINE, the fixed-width integer types and
+# the C math functions. Helpers follow numpy's semantics: NaN propagation in max/min, floor
+# division and remainder signs, integer division by zero giving 0, wrapping integer overflow
+# (done in unsigned arithmetic: signed overflow is undefined in C), shifts past the width.
 
 C_MATH_FUNCTIONS = ("exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sqrt", "cbrt",
                     "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
@@ -628,34 +651,52 @@ FG_INLINE double fg_nextafter(double x, double y) { return nextafter(x, y); }
 FG_INLINE float fg_round(float x) { return rintf(x); }
 FG_INLINE double fg_round(double x) { return rint(x); }
 template <class T> FG_INLINE T fg_round(T x) { return x; }
-template <class T> FG_INLINE T fg_pow(T a, T b) {
-  if (b < 0) return a == 1 ? T(1) : (a == T(-1) ? (b % 2 ? T(-1) : T(1)) : T(0));
-  T acc = T(1);
-  while (b) { if (b & 1) acc *= a; a *= a; b >>= 1; }
-  return acc;
-}
 FG_INLINE bool fg_isfinite(float x) { return isfinite(x); }
 FG_INLINE bool fg_isfinite(double x) { return isfinite(x); }
+template <class T> struct fg_wide { typedef T type; };
+template <> struct fg_wide<int8_t> { typedef uint32_t type; };
+template <> struct fg_wide<uint8_t> { typedef uint32_t type; };
+template <> struct fg_wide<int16_t> { typedef uint32_t type; };
+template <> struct fg_wide<uint16_t> { typedef uint32_t type; };
+template <> struct fg_wide<int32_t> { typedef uint32_t type; };
+template <> struct fg_wide<uint32_t> { typedef uint32_t type; };
+template <> struct fg_wide<int64_t> { typedef uint64_t type; };
+template <> struct fg_wide<uint64_t> { typedef uint64_t type; };
+template <class T> FG_INLINE T fg_add(T a, T b) {
+  typedef typename fg_wide<T>::type U; return (T)((U)a + (U)b);
+}
+template <class T> FG_INLINE T fg_sub(T a, T b) {
+  typedef typename fg_wide<T>::type U; return (T)((U)a - (U)b);
+}
+template <class T> FG_INLINE T fg_mul(T a, T b) {
+  typedef typename fg_wide<T>::type U; return (T)((U)a * (U)b);
+}
+template <class T> FG_INLINE T fg_neg(T a) {
+  typedef typename fg_wide<T>::type U; return (T)((U)0 - (U)a);
+}
 template <class T> FG_INLINE T fg_logistic(T x) {
   T e = fg_exp(-(x < 0 ? -x : x));
   return x >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
 }
-template <class T> FG_INLINE T fg_abs(T x) { return x < 0 ? T(-x) : x; }
+FG_INLINE float fg_abs(float x) { return fabsf(x); }
+FG_INLINE double fg_abs(double x) { return fabs(x); }
+template <class T> FG_INLINE T fg_abs(T x) { return x < 0 ? fg_neg(x) : x; }
+FG_INLINE bool fg_abs(bool x) { return x; }
 template <class T> FG_INLINE T fg_sign(T x) {
   return x != x ? x : (x > 0 ? T(1) : (x < 0 ? T(-1) : T(0)));
 }
-template <class T> FG_INLINE T fg_max(T a, T b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); }
-template <class T> FG_INLINE T fg_min(T a, T b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); }
+template <class T> FG_INLINE T fg_max(T a, T b) { return (a > b || a != a) ? a : b; }
+template <class T> FG_INLINE T fg_min(T a, T b) { return (a < b || a != a) ? a : b; }
 template <class T> FG_INLINE T fg_ipow(T x, int n) {
-  bool inv = n < 0; if (inv) n = -n;
   T acc = T(1);
-  while (n) { if (n & 1) acc *= x; x *= x; n >>= 1; }
-  return inv ? T(1) / acc : acc;
+  while (n) { if (n & 1) acc = fg_mul(acc, x); x = fg_mul(x, x); n >>= 1; }
+  return acc;
 }
 template <class T> FG_INLINE T fg_floordiv(T a, T b) {
   if (b == 0) return T(0);
-  T q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
+  if (T(-1) < T(0) && b == T(-1)) return fg_neg(a);
+  T q = T(a / b);
+  if ((a % b != 0) && ((a < 0) != (b < 0))) q = T(q - 1);
   return q;
 }
 template <class T> FG_INLINE T fg_floordiv_f(T a, T b) {
@@ -670,9 +711,9 @@ template <class T> FG_INLINE T fg_floordiv_f(T a, T b) {
 FG_INLINE float fg_floordiv(float a, float b) { return fg_floordiv_f<float>(a, b); }
 FG_INLINE double fg_floordiv(double a, double b) { return fg_floordiv_f<double>(a, b); }
 template <class T> FG_INLINE T fg_rem(T a, T b) {
-  if (b == 0) return T(0);
-  T r = a % b;
-  if (r != 0 && ((r < 0) != (b < 0))) r += b;
+  if (b == 0 || (T(-1) < T(0) && b == T(-1))) return T(0);
+  T r = T(a % b);
+  if (r != 0 && ((r < 0) != (b < 0))) r = T(r + b);
   return r;
 }
 template <class T> FG_INLINE T fg_rem_f(T a, T b) {
@@ -685,7 +726,8 @@ template <class T> FG_INLINE T fg_rem_f(T a, T b) {
 FG_INLINE float fg_rem(float a, float b) { return fg_rem_f<float>(a, b); }
 FG_INLINE double fg_rem(double a, double b) { return fg_rem_f<double>(a, b); }
 template <class T> FG_INLINE T fg_shl(T a, T b) {
-  return (b < 0 || b >= (T)(8 * sizeof(T))) ? T(0) : T(a << b);
+  typedef typename fg_wide<T>::type U;
+  return (b < 0 || b >= (T)(8 * sizeof(T))) ? T(0) : (T)((U)a << b);
 }
 template <class T> FG_INLINE T fg_shr(T a, T b) {
   return (b < 0 || b >= (T)(8 * sizeof(T))) ? (a < 0 ? T(-1) : T(0)) : T(a >> b);

@@ -13,6 +13,8 @@ from importlib import resources
 
 import numpy as np
 
+from ..data import train_val_split
+
 
 class DatasetError(ValueError):
     """A dataset directory or file is missing or malformed."""
@@ -25,6 +27,15 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
         data = np.loadtxt(gzip.open(f), delimiter=",", dtype=np.int64)
     x = (data[:, :64] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     return x, data[:, 64].astype(np.int32)
+
+
+def digits_splits(seed: int = 0):
+    """The bundled digits as ``(train, val, test)`` pairs: a fixed, stratified 20% test split
+    (the same for every seed), then 10% of the rest for validation, drawn with ``seed``."""
+    x, y = load_digits()
+    rest, test = train_val_split(x, y, 0.2, seed=0)
+    train, val = train_val_split(*rest, 0.1, seed=seed)
+    return train, val, test
 
 
 # ---------------------------------------------------------------------------------------------
