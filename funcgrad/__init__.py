@@ -3,6 +3,7 @@
 ``grad``, ``vmap``, ``jit`` and friends trace Python functions into a small typed IR (a
 jaxpr) and rewrite it. See README.md and DESIGN.md.
 """
+from . import allocator as _allocator
 from . import primitives as _primitives  # noqa: F401  (registers the primitives)
 from . import tree_util, dtypes, core
 from . import numpy  # noqa: F401  (installs tracer operators)
@@ -17,6 +18,8 @@ from . import nn, scipy  # noqa: F401
 from .compiler.jit import jit
 from .config import config
 from .device import device_put, devices
+
+_allocator.tune()
 
 __version__ = "0.1.0"
 
