@@ -14,7 +14,7 @@ from .core import NO_VALUE, ShapedArray
 from .interpreters import ad, batching
 from .interpreters.ad import Zero
 from .tree_util import (keystr, tree_flatten, tree_flatten_with_path, tree_map, tree_structure,
-                        tree_transpose, tree_unflatten)
+                        tree_unflatten)
 
 # ---------------------------------------------------------------------------------------------
 # Shared plumbing
@@ -334,33 +334,36 @@ def _split_jac(flat_jac, axis_shapes, leading: bool):
     return pieces
 
 
+def _dynamic_part(fun: Callable, args: tuple, argnums, name: str):
+    """``(f, dyn)``: ``f(*dyn)`` is ``fun(*args)`` with the ``argnums`` arguments replaced."""
+    nums = _normalize_argnums(argnums, len(args), name)
+
+    def f(*dyn):
+        full = list(args)
+        for n, v in zip(nums, dyn):
+            full[n] = v
+        return fun(*full)
+
+    return f, tuple(args[n] for n in nums)
+
+
 def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False):
     """Jacobian by forward mode (vmap of jvp over a one-hot basis): output leaves have shape
     ``out.shape + in.shape``."""
 
     def jacfun(*args):
-        nums = _normalize_argnums(argnums, len(args), "jacfwd")
-        dyn = tuple(args[n] for n in nums)
+        f, dyn = _dynamic_part(fun, args, argnums, "jacfwd")
         flat, in_tree = tree_flatten(dyn)
         avals = [core.get_aval(x) for x in flat]
 
-        def f_dyn(*d):
-            a = list(args)
-            for n, v in zip(nums, d):
-                a[n] = v
-            return fun(*a)
+        def push(*flat_t):
+            res = jvp(f, dyn, list(tree_unflatten(in_tree, flat_t)), has_aux=has_aux)
+            return (res[1], res[2]) if has_aux else res[1]
 
         basis, _ = _std_basis(avals)
-
-        def push(*flat_t):
-            t = tree_unflatten(in_tree, flat_t)
-            res = jvp(f_dyn, dyn, list(t), has_aux=has_aux)
-            return res[1]
-
-        if has_aux:
-            out, _, aux = jvp(f_dyn, dyn, [tree_map(lambda x: ad.instantiate(Zero.like(x)), d) for d in dyn], has_aux=True)
-        jac_stacked = vmap(push, in_axes=0, out_axes=-1)(*basis)
-        out_leaves, out_tree = tree_flatten(jac_stacked)
+        result = vmap(push, in_axes=0, out_axes=(-1, None) if has_aux else -1)(*basis)
+        stacked, aux = result if has_aux else (result, None)
+        out_leaves, out_tree = tree_flatten(stacked)
         per_out = [_split_jac(j, [a.shape for a in avals], leading=False) for j in out_leaves]
         jac = _assemble(out_tree, in_tree, per_out, isinstance(argnums, int))
         return (jac, aux) if has_aux else jac
@@ -372,17 +375,9 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fals
     """Jacobian by reverse mode (vmap of vjp over a one-hot cotangent basis)."""
 
     def jacfun(*args):
-        nums = _normalize_argnums(argnums, len(args), "jacrev")
-        dyn = tuple(args[n] for n in nums)
+        f, dyn = _dynamic_part(fun, args, argnums, "jacrev")
         _, in_tree = tree_flatten(dyn)
-
-        def f_dyn(*d):
-            a = list(args)
-            for n, v in zip(nums, d):
-                a[n] = v
-            return fun(*a)
-
-        res = vjp(f_dyn, *dyn, has_aux=has_aux)
+        res = vjp(f, *dyn, has_aux=has_aux)
         out, pullback = res[0], res[1]
         out_leaves, out_tree = tree_flatten(out)
         out_avals = [core.get_aval(o) for o in out_leaves]

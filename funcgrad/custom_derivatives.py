@@ -170,6 +170,27 @@ def _vmapped(fn: Callable, in_axes, size: int):
     return vmap(fn, in_axes=in_axes, out_axes=0, axis_size=size)
 
 
+def _batched_bwd(bwd: Callable, size: int, res_tree_of: Callable, res_axes, out_tree, in_tree,
+                 arg_avals, summed: Sequence[bool]) -> Callable:
+    """``bwd`` vmapped over a batch of ``size``: residuals batched along ``res_axes`` (all at
+    0 when None), output cotangents at 0; the cotangents of inputs flagged in ``summed``
+    (unbatched inputs) are summed over the batch."""
+    def batched(res, ct):
+        res_tree = res_tree_of()
+        res_flat, ct_flat = res_tree.flatten_up_to(res), out_tree.flatten_up_to(ct)
+
+        def one(*flat):
+            return _flat_cts(in_tree, bwd(tree_unflatten(res_tree, flat[:len(res_flat)]),
+                                          tree_unflatten(out_tree, flat[len(res_flat):])), arg_avals)
+
+        axes = tuple(res_axes) if res_axes is not None else (0,) * len(res_flat)
+        cts = _vmapped(one, axes + (0,) * len(ct_flat), size)(*res_flat, *ct_flat)
+        from .primitives.reduction import reduce_sum
+        cts = [reduce_sum(c, (0,)) if s else c for c, s in zip(cts, summed)]
+        return tuple(tree_unflatten(in_tree, cts))
+    return batched
+
+
 def _batch_to_front(args, dims):
     size = batching.batch_size(args, dims)
     moved = [batching.moveaxis(a, d, 0) if d is not None else a for a, d in zip(args, dims)]
@@ -309,20 +330,8 @@ def _custom_vjp_call_batch(args, dims, *, call_jaxpr, fwd, bwd, num_consts, in_t
         flat_out = _vmapped(one, tuple(arg_dims), size)(*leaves)
         return flat_out[:n_out], flat_out[n_out:], res_tree_box[-1]
 
-    def batched_bwd(res, ct):
-        res_flat, ct_flat = res_tree_box[-1].flatten_up_to(res), out_tree.flatten_up_to(ct)
-
-        def one(*flat):
-            r = tree_unflatten(res_tree_box[-1], flat[:len(res_flat)])
-            c = tree_unflatten(out_tree, flat[len(res_flat):])
-            return _flat_cts(in_tree, bwd(r, c), arg_avals)
-
-        cts = _vmapped(one, (0,) * (len(res_flat) + len(ct_flat)), size)(*res_flat, *ct_flat)
-        # Cotangents of unbatched inputs are summed over the batch.
-        from .primitives.reduction import reduce_sum
-        cts = [c if d is not None else reduce_sum(c, (0,)) for c, d in zip(cts, arg_dims)]
-        return tuple(tree_unflatten(in_tree, cts))
-
+    batched_bwd = _batched_bwd(bwd, size, lambda: res_tree_box[-1], None, out_tree, in_tree, arg_avals,
+                               [d is None for d in arg_dims])
     outs = custom_vjp_call_p.bind(*args, call_jaxpr=call_b, fwd=batched_fwd, bwd=batched_bwd,
                                   num_consts=num_consts, in_tree=in_tree, out_tree=out_tree, name=name)
     return outs, [0] * n_out
@@ -376,16 +385,8 @@ def _custom_lin_batch(args, dims, *, bwd, num_res, out_avals, in_tree, out_tree,
     lin_avals = [_unbatched_aval(a, d) for a, d in zip(args[num_res:], dims[num_res:])]
     lin = [batching.move_to_front_or_broadcast(a, d, size) for a, d in zip(args[num_res:], dims[num_res:])]
 
-    def batched_bwd(res, ct):
-        res_flat, ct_flat = res_tree.flatten_up_to(res), out_tree.flatten_up_to(ct)
-
-        def one(*flat):
-            return _flat_cts(in_tree, bwd(tree_unflatten(res_tree, flat[:len(res_flat)]),
-                                          tree_unflatten(out_tree, flat[len(res_flat):])), lin_avals)
-
-        cts = _vmapped(one, tuple(res_dims) + (0,) * len(ct_flat), size)(*res_flat, *ct_flat)
-        return tuple(tree_unflatten(in_tree, cts))
-
+    batched_bwd = _batched_bwd(bwd, size, lambda: res_tree, res_dims, out_tree, in_tree, lin_avals,
+                               [False] * len(lin_avals))
     batched_avals = tuple(ShapedArray((size,) + a.shape, a.dtype) for a in out_avals)
     outs = custom_lin_p.bind(*res, *lin, bwd=batched_bwd, num_res=num_res, out_avals=batched_avals,
                              in_tree=in_tree, out_tree=out_tree, res_tree=res_tree, name=name)

@@ -6,13 +6,12 @@ derivative functions up to ``order``. Pytrees of arrays are accepted everywhere.
 """
 from __future__ import annotations
 
-import itertools
 from typing import Callable, Sequence
 
 import numpy as np
 
-from . import api, core, dtypes
-from .tree_util import tree_flatten, tree_map, tree_unflatten
+from . import api, dtypes
+from .tree_util import tree_flatten, tree_map
 
 _DEFAULT_TOL = {np.dtype(np.float16): 1e-1, np.dtype(np.float32): 2e-2, np.dtype(np.float64): 1e-5,
                 np.dtype(np.complex64): 2e-2, np.dtype(np.complex128): 1e-5}

@@ -15,7 +15,6 @@ import funcgrad
 from funcgrad import dtypes, lax, make_jaxpr
 from funcgrad.primitives import elementwise as ew
 from funcgrad.interpreters import ad
-from funcgrad.primitives import elementwise as ew
 
 import primitive_harness as h
 from primitive_harness import FLOAT_DTYPES, NUMERIC_DTYPES, Operand

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .. import core
-from ..core import ClosedJaxpr, Jaxpr, Literal, ShapedArray, Var
+from ..core import ClosedJaxpr, Jaxpr, ShapedArray, Var
 
 
 def moveaxis(x, src: int, dst: int):

@@ -6,8 +6,6 @@ is ``funcgrad.numpy.add(a, b)``. NumPy functions called on tracers (``np.exp(t)`
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import core
 from ..core import Tracer
 

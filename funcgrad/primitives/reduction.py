@@ -8,7 +8,6 @@ import numpy as np
 
 from .. import core, dtypes
 from ..core import ShapedArray
-from ..interpreters import ad
 from ..interpreters.ad import Zero, defjvp, defjvp_zero, deflinear
 from . import elementwise as ew, structural as st
 
