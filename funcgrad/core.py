@@ -19,7 +19,7 @@ import itertools
 import os
 import sys
 import threading
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -340,6 +340,12 @@ class Primitive:
       batch(args, dims, **params)               -> (out, out_dim); dims[i] is an int or None
       partial_eval(eqn, in_unknown)             only for primitives holding sub-jaxprs
       c_expr                                     elementwise C expression template (fusion)
+      c_kernel(in_avals, out_avals, **params)   -> CKernel or None: C++ the C backend calls
+                                                 instead of impl (see :class:`CKernel`)
+    and one flag:
+      fresh_result   impl returns arrays that share memory with no operand and no other
+                     array (new buffers, or views covering one): compiled code may write
+                     into them once they are dead
     """
 
     def __init__(self, name: str, multiple_results: bool = False):
@@ -352,6 +358,8 @@ class Primitive:
         self.batch: Callable | None = None
         self.partial_eval: Callable | None = None
         self.c_expr: Any = None
+        self.c_kernel: Callable | None = None
+        self.fresh_result = False
         self.elementwise = False
         # Call primitives apply a ClosedJaxpr held in the param named ``callee`` to their
         # operands in order; ``inline`` says when the compiler may splice it into the caller:
@@ -368,6 +376,25 @@ class Primitive:
         if not stack:
             return self.impl(array_module(args), *args, **params)
         return stack[-1].process(self, args, params)
+
+
+class CKernel(NamedTuple):
+    """A primitive's C++ implementation, from its ``c_kernel`` rule (for given operand and
+    result types and params). The work is ``rows`` independent rows of ``row_size`` items;
+    ``body`` is C++ statements computing rows ``[r0, r1)``, with in scope: typed pointers
+    ``in0, in1, ...`` (C-contiguous operands) and ``out0, ...`` (C-contiguous results, not
+    initialized), and ``m``, the int64 array ``meta`` (values known only at run time, e.g.
+    sizes, so that one compiled kernel serves many shapes). ``decls``: C++ definitions the
+    body uses (namespace scope, private to the kernel); ``prelude``: definitions shared by
+    many kernels, emitted once per translation unit. Code is plain C++ that CUDA device
+    functions could run (no allocation, no library calls but math functions): a GPU would
+    run each row in a thread of its own."""
+    prelude: str
+    decls: str
+    body: str
+    rows: int
+    row_size: int
+    meta: tuple[int, ...] = ()
 
 
 registry: dict[str, Primitive] = {}

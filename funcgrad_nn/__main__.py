@@ -40,10 +40,10 @@ class Recipe(NamedTuple):
 
 
 RECIPES = {
-    "softmax": Recipe("adam", 0.02, "constant", 60, 64, 0.0, 0),
-    "svm": Recipe("adam", 0.01, "constant", 60, 64, 0.0, 0),
+    "softmax": Recipe("adam", 0.02, "constant", 100, 64, 0.0, 0),
+    "svm": Recipe("adam", 0.02, "cosine", 100, 64, 0.0, 0),
     "mlp": Recipe("adam", 2e-3, "constant", 40, 64, 0.0, 0),
-    "cnn": Recipe("adam", 2e-3, "cosine", 30, 64, 0.0, 1),
+    "cnn": Recipe("adam", 3e-3, "cosine", 20, 64, 0.0, 1),
 }
 SCHEDULES = ("constant", "cosine")
 

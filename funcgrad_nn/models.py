@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from . import init
-from .layers import Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Sequential
+from .layers import (Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool2D,
+                     Sequential)
 
 
 def linear_classifier(num_classes: int, weight_scale: float = 1e-3) -> Sequential:
@@ -11,9 +12,9 @@ def linear_classifier(num_classes: int, weight_scale: float = 1e-3) -> Sequentia
     return Sequential([Flatten(), Dense(num_classes, w_init=init.normal(weight_scale), name="linear")])
 
 
-def mlp(num_classes: int, hidden: tuple[int, ...] = (256,), dropout: float = 0.0) -> Sequential:
-    """Fully connected net: (affine - ReLU [- dropout]) per hidden layer, then affine (the
-    course's two-layer net with one hidden layer). He-normal hidden weights."""
+def mlp(num_classes: int, hidden: tuple[int, ...] = (512, 256), dropout: float = 0.3) -> Sequential:
+    """Fully connected net: (affine - ReLU [- dropout]) per hidden layer, then affine; with
+    ``hidden=(H,)`` and no dropout, the course's two-layer net. He-normal hidden weights."""
     layers = [Flatten()]
     for i, h in enumerate(hidden, 1):
         layers += [Dense(h, w_init="he_normal", name=f"fc{i}"), Activation("relu", name=f"relu{i}")]
@@ -23,19 +24,17 @@ def mlp(num_classes: int, hidden: tuple[int, ...] = (256,), dropout: float = 0.0
     return Sequential(layers)
 
 
-def cnn(num_classes: int, channels: tuple[int, int] = (32, 64), hidden: int = 128,
-        dropout: float = 0.25) -> Sequential:
-    """[conv3x3 - BN - ReLU] x2 - maxpool - conv3x3 - BN - ReLU - maxpool - FC - ReLU -
-    dropout - FC, on NCHW images."""
-    c1, c2 = channels
+def cnn(num_classes: int, channels: tuple[int, int, int] = (32, 64, 128), dropout: float = 0.25
+        ) -> Sequential:
+    """conv3x3 - BN - ReLU - conv3x3 - BN - ReLU - maxpool2 - conv3x3 - BN - ReLU - global
+    average pool - dropout - FC, on NCHW images (sized for the 8x8 digits: one pooling)."""
+    c1, c2, c3 = channels
     return Sequential([
         Conv2D(c1, 3, name="conv1"), BatchNorm(name="bn1"), Activation("relu", name="relu1"),
-        Conv2D(c1, 3, name="conv2"), BatchNorm(name="bn2"), Activation("relu", name="relu2"),
-        MaxPool2D(2, name="pool1"),
-        Conv2D(c2, 3, name="conv3"), BatchNorm(name="bn3"), Activation("relu", name="relu3"),
-        MaxPool2D(2, name="pool2"),
-        Flatten(), Dense(hidden, w_init="he_normal", name="fc1"), Activation("relu", name="relu4"),
-        Dropout(dropout, name="dropout"), Dense(num_classes, name="out"),
+        Conv2D(c2, 3, name="conv2"), BatchNorm(name="bn2"), Activation("relu", name="relu2"),
+        MaxPool2D(2, name="pool"),
+        Conv2D(c3, 3, name="conv3"), BatchNorm(name="bn3"), Activation("relu", name="relu3"),
+        GlobalAvgPool(name="gap"), Dropout(dropout, name="dropout"), Dense(num_classes, name="out"),
     ])
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import funcgrad
 import funcgrad.numpy as fnp
-from funcgrad import random
+from funcgrad import lax, random
 from funcgrad.test_util import check_grads
 from funcgrad.tree_util import tree_leaves, tree_map
 from funcgrad_nn import layers as L
@@ -437,3 +437,14 @@ def test_hyperparameter_errors():
         L.BatchNorm(momentum=1.0)
     with pytest.raises(ValueError, match="hidden must be positive"):
         L.LSTMCell(0)
+
+
+def test_reduce_window_takes_lax_functions_as_computations():
+    """Pooling layers call ``lax.reduce_window`` with ``lax.max`` / ``lax.add`` (JAX-style);
+    those name the same computations as "max" / "sum"."""
+    x = _x((2, 3, 4, 4))
+    for fn, name, init in ((lax.max, "max", -np.inf), (lax.add, "sum", 0.0), (lax.min, "min", np.inf)):
+        np.testing.assert_array_equal(lax.reduce_window(x, init, fn, (1, 1, 2, 2), (1, 1, 2, 2)),
+                                      lax.reduce_window(x, init, name, (1, 1, 2, 2), (1, 1, 2, 2)))
+    with pytest.raises(ValueError, match="computation must be one of .* or lax.add/max/min"):
+        lax.reduce_window(x, 0.0, lax.mul, (1, 1, 2, 2))

@@ -43,7 +43,7 @@ def test_regularization_raises_the_loss(loss_fn, digits):
 
 def test_two_layer_net_overfits_twenty_examples(digits):
     x, y = digits[0][:20], digits[1][:20]
-    model = models.mlp(10, hidden=(100,))
+    model = models.mlp(10, hidden=(100,), dropout=0.0)
     opt = optim.adam(1e-2)
     step = make_train_step(model, losses.softmax_cross_entropy, opt)
     ts = init_train_state(model, opt, random.key(0), x)
@@ -57,7 +57,7 @@ def test_two_layer_net_overfits_twenty_examples(digits):
 def test_weight_decay_in_the_train_step_adds_the_course_l2_term(digits):
     """The jitted step's loss with weight_decay equals the data loss plus 0.5*reg*sum(w**2)."""
     x, y = digits
-    model = models.mlp(10, hidden=(16,))
+    model = models.mlp(10, hidden=(16,), dropout=0.0)
     opt = optim.sgd(0.0)
     ts = init_train_state(model, opt, random.key(0), x)
     logits, _ = model.apply(ts.params, ts.state, x)

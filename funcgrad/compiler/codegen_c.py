@@ -23,6 +23,12 @@ libmvec where available, and may differ from numpy's own in the last bits (a few
 Sizes and strides are not in the source: they travel in a small ``int64`` metadata block
 bound to each kernel function, so one compiled library serves every shape with the same
 broadcasting pattern, and the disk cache (:mod:`.cache`) is keyed by the source alone.
+
+Primitives may bring their own C++ (a ``c_kernel`` rule returning a :class:`~funcgrad.core.
+CKernel`, e.g. pooling): each such equation becomes a call of a kernel in the same
+translation unit, with the same entry point, instead of the primitive's numpy impl. Its
+code is wrapped in a namespace of its own with a row loop around it (parallel above
+:data:`PARALLEL_MIN` work items).
 """
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..core import ClosedJaxpr, Literal
+from ..core import CKernel, ClosedJaxpr, Eqn, Jaxpr, Literal, Primitive, ShapedArray
 from ..primitives import elementwise as ew
 from . import cache, fusion
 
@@ -455,17 +461,20 @@ FG_INLINE void fg_thread_rows(int64_t rows, int64_t* b, int64_t* e) {
 typedef void (*fg_run_fn)(char* const* p, const int64_t* m);
 struct fg_kernel { const char* name; int n_in, n_out; const int* in_types; const int* out_types; fg_run_fn run; };
 
-static int fg_bad_output(const fg_kernel* k, int o, PyObject* out, const int64_t* d) {
+// Whether the buffer given for output o can take it: 1 yes; 0 no, as it is laid out in
+// another order (an array computed from transposed operands): the output gets a new array;
+// -1 (an error) when it is not a writeable array of the output's shape and dtype.
+static int fg_usable_output(const fg_kernel* k, int o, PyObject* out, const int64_t* d) {
   PyArrayObject* a = (PyArrayObject*)out;
-  if (PyArray_CheckExact(out) && PyArray_TYPE(a) == k->out_types[o] && PyArray_IS_C_CONTIGUOUS(a)
-      && PyArray_ISWRITEABLE(a) && PyArray_NDIM(a) == d[0]) {
+  if (PyArray_CheckExact(out) && PyArray_TYPE(a) == k->out_types[o] && PyArray_ISWRITEABLE(a)
+      && PyArray_NDIM(a) == d[0]) {
     int same = 1;
     for (int i = 0; i < d[0]; ++i) same &= PyArray_DIMS(a)[i] == d[1 + i];
-    if (same) return 0;
+    if (same) return PyArray_IS_C_CONTIGUOUS(a) && PyArray_ISALIGNED(a);
   }
-  PyErr_Format(PyExc_TypeError, "fused kernel %s: the buffer for output %d is not a writeable "
-               "C-contiguous array of its shape and dtype", k->name, o);
-  return 1;
+  PyErr_Format(PyExc_TypeError, "kernel %s: the buffer for output %d is not a writeable "
+               "array of its shape and dtype", k->name, o);
+  return -1;
 }
 
 // kernel(inputs..., [output buffers or None...]) -> tuple of outputs; `self` holds the metadata.
@@ -476,7 +485,7 @@ static PyObject* fg_call(const fg_kernel* k, PyObject* self, PyObject* const* ar
   const int64_t* d = m + m[FG_META_OUTPUTS];
   PyObject* result = NULL;
   if (nargs < k->n_in || nargs > k->n_in + k->n_out) {
-    PyErr_Format(PyExc_TypeError, "fused kernel %s takes %d arrays and up to %d output "
+    PyErr_Format(PyExc_TypeError, "kernel %s takes %d arrays and up to %d output "
                  "buffers (%zd arguments given)", k->name, k->n_in, k->n_out, nargs);
     return NULL;
   }
@@ -496,12 +505,16 @@ static PyObject* fg_call(const fg_kernel* k, PyObject* self, PyObject* const* ar
   result = PyTuple_New(k->n_out);
   if (!result) goto fail;
   for (o = 0; o < k->n_out; ++o) {
-    PyObject* out;
+    PyObject* out = NULL;
     if (k->n_in + o < nargs && args[k->n_in + o] != Py_None) {
-      out = args[k->n_in + o];
-      if (fg_bad_output(k, o, out, d)) goto fail;
-      Py_INCREF(out);
-    } else {
+      const int usable = fg_usable_output(k, o, args[k->n_in + o], d);
+      if (usable < 0) goto fail;
+      if (usable) {
+        out = args[k->n_in + o];
+        Py_INCREF(out);
+      }
+    }
+    if (!out) {
       out = PyArray_SimpleNew((int)d[0], (npy_intp*)(d + 1), k->out_types[o]);
       if (!out) goto fail;
     }
@@ -549,30 +562,113 @@ def common_header() -> str:
                       ew.C_PRELUDE, RUNTIME])
 
 
-def translation_unit(kernels: list[fusion.Kernel], name: str) -> Unit:
-    parts, entries = [], []
-    for i, k in enumerate(kernels):
-        n_in, n_out = len(k.in_avals), len(k.out_avals)
-        code = body(k) + _loops(k, layout(k))
-        in_types = ", ".join(str(a.dtype.num) for a in k.in_avals) or "0"
-        out_types = ", ".join(str(a.dtype.num) for a in k.out_avals)
-        code += (f"static const int {k.name}_in_types[] = {{{in_types}}};\n"
-                 f"static const int {k.name}_out_types[] = {{{out_types}}};\n"
-                 f"static const fg_kernel {k.name}_kernel = {{\"{k.name}\", {n_in}, {n_out}, "
-                 f"{k.name}_in_types, {k.name}_out_types, {k.name}_run}};\n"
-                 f"static PyObject* {k.name}_py(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {{\n"
-                 f"  char* p[{n_in + n_out}];\n  PyObject* held[{max(n_in, 1)}];\n"
-                 f"  return fg_call(&{k.name}_kernel, self, args, nargs, p, held);\n}}\n")
-        parts.append(code)
-        entries.append(f'  {{"{k.name}", (PyCFunction)(void (*)(void)){k.name}_py, METH_FASTCALL, NULL}},')
+def _entry(name: str, run: str, in_dtypes, out_dtypes) -> str:
+    """A kernel's descriptor and its Python entry point ``{name}_py`` (see ``fg_call``)."""
+    n_in, n_out = len(in_dtypes), len(out_dtypes)
+    in_types = ", ".join(str(np.dtype(d).num) for d in in_dtypes) or "0"
+    out_types = ", ".join(str(np.dtype(d).num) for d in out_dtypes)
+    return (f"static const int {name}_in_types[] = {{{in_types}}};\n"
+            f"static const int {name}_out_types[] = {{{out_types}}};\n"
+            f"static const fg_kernel {name}_kernel = {{\"{name}\", {n_in}, {n_out}, "
+            f"{name}_in_types, {name}_out_types, {run}}};\n"
+            f"static PyObject* {name}_py(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {{\n"
+            f"  char* p[{n_in + n_out}];\n  PyObject* held[{max(n_in, 1)}];\n"
+            f"  return fg_call(&{name}_kernel, self, args, nargs, p, held);\n}}\n")
+
+
+def translation_unit(kernels: list[fusion.Kernel], name: str,
+                     primitive_kernels: list[PrimitiveKernel] = ()) -> Unit:
+    """The fused ``kernels`` and the ``primitive_kernels`` in one unit, in that order."""
+    parts, entries, names = [], [], []
+    for k in kernels:
+        parts.append(body(k) + _loops(k, layout(k))
+                     + _entry(k.name, f"{k.name}_run", [a.dtype for a in k.in_avals],
+                              [a.dtype for a in k.out_avals]))
+        names.append(k.name)
+    for k in primitive_kernels:
+        parts.append(_primitive_code(k) + _entry(k.name, f"{k.name}::run", k.in_dtypes,
+                                                 k.out_dtypes))
+        names.append(k.name)
+    entries = [f'  {{"{n}", (PyCFunction)(void (*)(void)){n}_py, METH_FASTCALL, NULL}},'
+               for n in names]
+    preludes = list(dict.fromkeys(k.spec.prelude for k in primitive_kernels if k.spec.prelude))
     exports = ("static PyMethodDef fg_methods[] = {\n" + "\n".join(entries) + "\n};\n"
                "FG_EXPORT int fg_init(void) { return _import_array(); }\n"
                "FG_EXPORT PyObject* fg_make(int k, PyObject* meta) {\n"
                "  return PyCFunction_NewEx(&fg_methods[k], meta, NULL);\n}\n")
-    code = "\n".join([f"// funcgrad fused kernels of {name}",
-                      *(f"// ---- {k.name} " + "-" * 80 + "\n" + p for k, p in zip(kernels, parts)),
+    code = "\n".join([f"// funcgrad fused kernels of {name}", *preludes,
+                      *(f"// ---- {n} " + "-" * 80 + "\n" + p for n, p in zip(names, parts)),
                       exports])
     return Unit(common_header(), code, parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Primitives' own kernels
+
+
+class PrimitiveKernel(NamedTuple):
+    """A primitive's C++ kernel (its ``c_kernel`` rule's code) in a translation unit, named
+    ``name`` (its namespace); the metadata (sizes) differs per call."""
+    name: str
+    primitive: Primitive
+    in_dtypes: tuple[np.dtype, ...]
+    out_dtypes: tuple[np.dtype, ...]
+    spec: CKernel
+
+
+def primitive_kernels(jaxpr: Jaxpr) -> tuple[list[PrimitiveKernel], dict[Eqn, tuple[int, bytes]]]:
+    """The kernels of the equations of ``jaxpr`` whose primitive has a ``c_kernel`` rule that
+    returns one for them (operands and results of C types only): the distinct kernels, and
+    per equation the index of its kernel and its metadata."""
+    kernels: list[PrimitiveKernel] = []
+    index: dict[tuple, int] = {}
+    calls: dict[Eqn, tuple[int, bytes]] = {}
+    for e in jaxpr.eqns:
+        rule = e.primitive.c_kernel
+        if rule is None:
+            continue
+        ins, outs = [a.aval for a in e.invars], [v.aval for v in e.outvars]
+        if any(a.dtype not in C_TYPES for a in ins + outs):
+            continue
+        spec = rule(ins, outs, **e.params)
+        if spec is None:
+            continue
+        in_dtypes, out_dtypes = tuple(a.dtype for a in ins), tuple(a.dtype for a in outs)
+        key = (in_dtypes, out_dtypes, spec.prelude, spec.decls, spec.body)
+        if key not in index:
+            index[key] = len(kernels)
+            kernels.append(PrimitiveKernel(f"{e.primitive.name}{len(kernels)}", e.primitive,
+                                           in_dtypes, out_dtypes, spec))
+        calls[e] = (index[key], primitive_metadata(spec, outs))
+    return kernels, calls
+
+
+def primitive_metadata(spec: CKernel, out_avals: list[ShapedArray]) -> bytes:
+    """The header (work items, rows, row size, unused, where output shapes start), the
+    rule's ``meta`` (``m`` in its code), and the output shapes."""
+    outputs = [x for a in out_avals for x in (a.ndim, *a.shape)]
+    header = [spec.rows * spec.row_size, spec.rows, spec.row_size, 0,
+              META_SIZES + len(spec.meta)]
+    return np.asarray(header + list(spec.meta) + outputs, np.int64).tobytes()
+
+
+def _primitive_code(k: PrimitiveKernel) -> str:
+    """The rule's code as ``rows`` (rows [r0, r1)) and ``run`` (all rows, in parallel above
+    :data:`PARALLEL_MIN` work items), in namespace ``k.name``."""
+    n_in = len(k.in_dtypes)
+    pointers = [f"  const {c_type(d)}* in{i} = (const {c_type(d)}*)p[{i}];"
+                for i, d in enumerate(k.in_dtypes)]
+    pointers += [f"  {c_type(d)}* out{i} = ({c_type(d)}*)p[{n_in + i}];"
+                 for i, d in enumerate(k.out_dtypes)]
+    return (f"namespace {k.name} {{\n{k.spec.decls}"
+            "static void rows(char* const* p, const int64_t* m, int64_t r0, int64_t r1) {\n"
+            + "\n".join(pointers) + f"\n  {k.spec.body}\n}}\n"
+            "static void run(char* const* p, const int64_t* m) {\n"
+            f"  const int64_t n = m[{META_ROWS}];\n"
+            f"  if (!fg_parallel(m[{META_N}])) {{ rows(p, m + {META_SIZES}, 0, n); return; }}\n"
+            "  #pragma omp parallel\n"
+            f"  {{ int64_t b, e; fg_thread_rows(n, &b, &e); rows(p, m + {META_SIZES}, b, e); }}\n"
+            f"}}\n}}  // namespace {k.name}\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,15 +708,27 @@ def load(unit: Unit) -> ctypes.PyDLL:
     return lib
 
 
-def build(kernels: list[fusion.Kernel], name: str) -> tuple[list[Callable], Unit]:
-    """One callable per kernel: ``k(*inputs, [out]) -> tuple of outputs``."""
-    unit = translation_unit(kernels, name)
+def build(kernels: list[fusion.Kernel], name: str, primitive_kernels: list[PrimitiveKernel] = (),
+          calls: dict[Eqn, tuple[int, bytes]] | None = None
+          ) -> tuple[list[Callable], dict[Eqn, Callable], Unit]:
+    """One callable per fused kernel, and per equation of ``calls`` (see
+    :func:`primitive_kernels`): ``k(*inputs, [out buffers]) -> tuple of outputs``."""
+    unit = translation_unit(kernels, name, primitive_kernels)
     lib = load(unit)
-    return [lib.fg_make(i, metadata(k, layout(k))) for i, k in enumerate(kernels)], unit
+    fns = [lib.fg_make(i, metadata(k, layout(k))) for i, k in enumerate(kernels)]
+    made: dict[tuple[int, bytes], Callable] = {}
+    for k, meta in (calls or {}).values():
+        if (k, meta) not in made:
+            made[k, meta] = lib.fg_make(len(kernels) + k, meta)
+    return fns, {e: made[call] for e, call in (calls or {}).items()}, unit
 
 
-def describe(kernel: fusion.Kernel, part: str) -> str:
+def describe(kernel: fusion.Kernel | PrimitiveKernel, part: str) -> str:
     """A kernel's source as ``lower().kernels`` shows it: what it computes, then its code."""
+    if isinstance(kernel, PrimitiveKernel):
+        ins = ", ".join(d.name for d in kernel.in_dtypes)
+        outs = ", ".join(d.name for d in kernel.out_dtypes)
+        return f"// {kernel.name}: {kernel.primitive.name} ({ins}) -> ({outs})\n{part}"
     ins = ", ".join(a.str_short() for a in kernel.in_avals)
     outs = ", ".join(a.str_short() for a in kernel.out_avals)
     red = f", reducing the last {kernel.reduced} axes" if kernel.reduced else ""
@@ -646,36 +754,60 @@ def fusion_off(backend: str, error: Exception) -> None:
               f"instead (set FUNCGRAD_BACKEND=numpy to choose that): {error}")
 
 
-def kernel_template(fn_of: dict) -> Callable:
-    """The code-generation template of ``fused_kernel`` equations: a call of the kernel's
-    function ``k(*inputs, *output buffers)``, with reused buffers for the outputs that have
-    one (None for the others; trailing Nones left out)."""
+def _call_template(fn: str, in_place: bool, single: bool = False):
+    """A call ``fn(*inputs, *output buffers)`` (None for outputs without a buffer; trailing
+    Nones left out), which returns a tuple of outputs (``single``: take the one output)."""
     from .codegen_numpy import OUT, Template
 
-    def emit(fn, args, outs):
+    def emit(args, outs):
         while outs and outs[-1] is None:
             outs = outs[:-1]
-        return f"{fn}({', '.join(args + [o or 'None' for o in outs])})"
+        return f"{fn}({', '.join(args + [o or 'None' for o in outs])}){'[0]' if single else ''}"
+    return Template(emit, OUT, in_place=in_place, every_output=True)
 
+
+def kernel_template(fn_of: dict) -> Callable:
+    """The code-generation template of ``fused_kernel`` equations: a call of the kernel's
+    function, with reused buffers for the outputs that have one."""
     def rule(eqn, ns):
         kernel = eqn.params["kernel"]
-        fn = ns.add(fn_of[kernel], kernel.name)
-        return Template(lambda args, outs: emit(fn, args, outs), OUT,
-                        in_place=kernel.reads_in_place(), every_output=True)
+        return _call_template(ns.add(fn_of[kernel], kernel.name), kernel.reads_in_place())
     return rule
 
 
+def primitive_templates(fn_of: dict[Eqn, Callable], names: dict[Eqn, str]) -> dict:
+    """Templates calling the primitive kernels of these equations (others of the same
+    primitive keep their usual code)."""
+    from .codegen_numpy import TEMPLATES
+
+    def template_for(prim):
+        usual = TEMPLATES.get(prim)
+
+        def rule(eqn, ns):
+            fn = fn_of.get(eqn)
+            if fn is None:
+                return usual(eqn, ns) if usual is not None else None
+            return _call_template(ns.add(fn, f"c_{prim.name}", comment=f"the C++ kernel "
+                                         f"{names[eqn]}"), in_place=False,
+                                  single=not prim.multiple_results)
+        return rule
+    return {p: template_for(p) for p in {e.primitive for e in fn_of}}
+
+
 def fuse(closed: ClosedJaxpr, name: str):
-    """The C++ backend's fusion step (see :class:`~.pipeline.Backend`)."""
+    """The C++ backend's fusion step (see :class:`~.pipeline.Backend`): fused kernels, and
+    primitives' own kernels."""
     from .pipeline import Fused
     fused, kernels = fusion.fuse(closed)
-    if not kernels:
+    prims, calls = primitive_kernels(fused.jaxpr)
+    if not kernels and not prims:
         return Fused(closed, {}, [])
     try:
-        fns, unit = build(kernels, name)
+        fns, prim_fns, unit = build(kernels, name, prims, calls)
     except cache.CompileError as e:
         fusion_off("C++", e)
         return Fused(closed, {}, [])
-    templates = {fusion.fused_kernel_p: kernel_template(dict(zip(kernels, fns)))}
-    return Fused(fused, templates, [describe(k, p) for k, p in zip(kernels, unit.parts)])
-
+    templates = {fusion.fused_kernel_p: kernel_template(dict(zip(kernels, fns))),
+                 **primitive_templates(prim_fns, {e: prims[k].name for e, (k, _) in calls.items()})}
+    shown = [describe(k, p) for k, p in zip([*kernels, *prims], unit.parts)]
+    return Fused(fused, templates, shown)

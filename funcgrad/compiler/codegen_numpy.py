@@ -8,7 +8,8 @@ primitive -- including the ones that hold sub-jaxprs -- calls its ``impl`` with 
 Buffers. Templates of kind ``OUT`` write into an ``out`` buffer when a dead one of the same
 shape and dtype exists: a buffer this function allocated, that no later equation reads
 (through any view of it), or a donated input, but only for a result the function returns.
-Inputs, consts, and results of views or of ``impl`` calls are never written to.
+Inputs, consts, views, and results of ``impl`` calls are never written to -- except those of
+primitives declaring ``fresh_result`` (their impl returns new arrays).
 
 Errors raised by a line are annotated (``add_note``) with the equation and the user's
 source line it was traced from.
@@ -37,7 +38,7 @@ from .passes import literal_key
 # Template kinds: what a line's result is, for buffer reuse.
 OUT = "out"        # a fresh array; the call takes an ``out`` buffer as its last argument
 FRESH = "fresh"    # a fresh array; no ``out`` argument
-VIEW = "view"      # may share memory with the inputs (views, ``impl`` calls)
+VIEW = "view"      # may share memory with the inputs (views, most ``impl`` calls)
 
 
 class Template(NamedTuple):
@@ -286,7 +287,7 @@ def _impl_call(eqn: Eqn, ns: Namespace) -> Template:
     shown = ", ".join(f"{k}={_param_summary(v)}" for k, v in params.items())
     name = ns.add(fn, f"impl_{prim.name}", key=("impl", prim, _params_key(params)),
                   comment=f"{prim.name}.impl({ns.xp.__name__}{', ' if shown else ''}{shown})")
-    return Template(lambda args, out: _call(name, args, None), VIEW)
+    return Template(lambda args, out: _call(name, args, None), FRESH if prim.fresh_result else VIEW)
 
 
 def _param_summary(value) -> str:

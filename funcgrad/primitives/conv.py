@@ -656,6 +656,7 @@ conv_general_dilated_p.impl = _conv_impl
 conv_general_dilated_p.abstract_eval = _conv_abstract
 conv_general_dilated_p.transpose = _conv_transpose
 conv_general_dilated_p.batch = _conv_batch
+conv_general_dilated_p.fresh_result = True      # from BLAS products or new buffers
 defjvp(conv_general_dilated_p,
        lambda g, ans, lhs, rhs, **params: conv_general_dilated_p.bind(g, rhs, **params),
        lambda g, ans, lhs, rhs, **params: conv_general_dilated_p.bind(lhs, g, **params))
@@ -925,6 +926,378 @@ def _window_scatter_add_impl(xp, ct, pos, *, operand_shape, window_dimensions, w
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# C++ kernels of the window primitives (the C backend runs them instead of the impls)
+#
+# One work row per row of the result (all axes but the last); columns run along the last
+# axis, so the innermost loops are strided loads of constant stride the compiler vectorizes.
+# The geometry is a struct of constants (``geo``, one per kernel); sizes come at run time
+# (``m``: the operand's sizes, then the window counts), so one kernel serves every batch size.
+
+WINDOW_C = r"""
+// ---- sliding windows (funcgrad/primitives/conv.py) ----------------------------------------
+// G: the geometry, constants: nd axes; per axis window size k, stride s, low padding lo,
+// base dilation bd, window dilation wd; rsize: window offsets on the row axes (all but the
+// last); disjoint: no element lies in two windows. At run time: n, the operand's sizes,
+// and t, the window counts. Window t at offset j reads the padded, dilated operand at
+// p = t*s + j*wd - lo: element p/bd where that is a whole index inside the operand, else
+// padding (the identity of the reduction, or 0).
+#ifndef FG_DEVICE
+#define FG_DEVICE
+#endif
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define FG_UNROLL _Pragma("unroll")
+#else
+#define FG_UNROLL _Pragma("GCC unroll 16")
+#endif
+#define FG_WINDOW_ID(T, LOW, HIGH) \
+  FG_INLINE T fg_window_lowest(T) { return LOW; } FG_INLINE T fg_window_highest(T) { return HIGH; }
+FG_WINDOW_ID(float, -INFINITY, INFINITY)
+FG_WINDOW_ID(double, -(double)INFINITY, (double)INFINITY)
+FG_WINDOW_ID(bool, false, true)
+FG_WINDOW_ID(int8_t, INT8_MIN, INT8_MAX)
+FG_WINDOW_ID(int16_t, INT16_MIN, INT16_MAX)
+FG_WINDOW_ID(int32_t, INT32_MIN, INT32_MAX)
+FG_WINDOW_ID(int64_t, INT64_MIN, INT64_MAX)
+FG_WINDOW_ID(uint8_t, 0, UINT8_MAX)
+FG_WINDOW_ID(uint16_t, 0, UINT16_MAX)
+FG_WINDOW_ID(uint32_t, 0, UINT32_MAX)
+FG_WINDOW_ID(uint64_t, 0, UINT64_MAX)
+#undef FG_WINDOW_ID
+// max / min: the identity, numpy's combine (NaN wins), and whether v beats the best so far
+// for the position of the first extremum (the first NaN, else the first strict improvement).
+struct fg_window_max {
+  template <class T> static FG_DEVICE T id() { return fg_window_lowest(T(0)); }
+  template <class T> static FG_DEVICE T combine(T a, T b) { return fg_max(a, b); }
+  template <class T> static FG_DEVICE bool beats(T v, T best) { return v > best || (v != v && best == best); }
+};
+struct fg_window_min {
+  template <class T> static FG_DEVICE T id() { return fg_window_highest(T(0)); }
+  template <class T> static FG_DEVICE T combine(T a, T b) { return fg_min(a, b); }
+  template <class T> static FG_DEVICE bool beats(T v, T best) { return v < best || (v != v && best == best); }
+};
+FG_INLINE int64_t fg_floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((b - 1 - a) / b); }
+
+// Row `row` of a row-major array of `sizes` as indices of axes 0 .. nd-2; the next row.
+template <class G> FG_INLINE void fg_window_row_index(const int64_t* sizes, int64_t row, int64_t* idx) {
+  FG_UNROLL for (int a = G::nd - 2; a >= 0; --a) { idx[a] = row % sizes[a]; row /= sizes[a]; }
+}
+template <class G> FG_INLINE void fg_window_next_row(const int64_t* sizes, int64_t* idx) {
+  FG_UNROLL for (int a = G::nd - 2; a >= 0; --a) {
+    if (++idx[a] < sizes[a]) return;
+    idx[a] = 0;
+  }
+}
+// The operand rows that window row `idx` reads at each of its rsize offsets on the row axes
+// (row-major): offsets in elements, -1 for padding.
+template <class G> FG_INLINE void fg_window_sources(const int64_t* n, const int64_t* idx, int64_t* src) {
+  int64_t count = 1;
+  src[0] = 0;
+  FG_UNROLL for (int a = 0; a < G::nd - 1; ++a) {
+    for (int64_t i = count - 1; i >= 0; --i) {    // in place: entry i becomes i*k .. i*k+k-1
+      const int64_t base = src[i];
+      FG_UNROLL for (int64_t j = G::k[a] - 1; j >= 0; --j) {
+        const int64_t p = idx[a] * G::s[a] + j * G::wd[a] - G::lo[a];
+        const bool inside = base >= 0 && p >= 0 && p % G::bd[a] == 0 && p / G::bd[a] < n[a];
+        src[i * G::k[a] + j] = inside ? base * n[a] + p / G::bd[a] : -1;
+      }
+    }
+    count *= G::k[a];
+  }
+  FG_UNROLL for (int64_t i = 0; i < G::rsize; ++i) src[i] = src[i] < 0 ? -1 : src[i] * n[G::nd - 1];
+}
+// The row-major index of the i-th row offset in column-major order (axis 0 fastest).
+template <class G> FG_INLINE int64_t fg_window_row_major(int64_t i) {
+  int64_t r = 0, stride = 1;
+  FG_UNROLL for (int a = 0; a < G::nd - 1; ++a) { r += (i % G::k[a]) * (G::rsize / stride / G::k[a]); i /= G::k[a]; stride *= G::k[a]; }
+  return r;
+}
+// The windows c (last axis) whose offset jl reads inside the operand: [*b, *e) (base
+// dilation holes among them are skipped by the loops).
+template <class G> FG_INLINE void fg_window_columns(const int64_t* n, const int64_t* t, int64_t jl, int64_t* b, int64_t* e) {
+  constexpr int L = G::nd - 1;
+  const int64_t d = jl * G::wd[L] - G::lo[L], last = (n[L] - 1) * G::bd[L];
+  const int64_t lo = -fg_floor_div(d, G::s[L]), hi = fg_floor_div(last - d, G::s[L]) + 1;
+  *b = lo > 0 ? lo : 0;
+  *e = hi < t[L] ? hi : t[L];
+}
+
+// The columns where the window reads inside the operand at every offset of the last axis,
+// where the kernels run their fast loops: [*b, *e) (empty with base dilation holes).
+template <class G> FG_INLINE void fg_window_interior(const int64_t* n, const int64_t* t, int64_t* b, int64_t* e) {
+  constexpr int L = G::nd - 1;
+  *b = 0;
+  *e = G::bd[L] == 1 ? t[L] : 0;
+  for (int64_t jl = 0; jl < G::k[L]; ++jl) {
+    int64_t cb, ce;
+    fg_window_columns<G>(n, t, jl, &cb, &ce);
+    *b = cb > *b ? cb : *b;
+    *e = ce < *e ? ce : *e;
+  }
+  *e = *e > *b ? *e : *b;
+}
+
+// reduce_window_max / _min over window rows [r0, r1). numpy combines axis by axis, axis 0
+// first, so its result is the left fold over the window in column-major order (axis 0
+// fastest); so is this one, which picks the same one of +0 and -0 and the same NaN. Padding
+// is the identity, which never changes a fold: it is skipped.
+template <class G, class Op, class T>
+FG_INLINE void fg_window_reduce_columns(const int64_t* n, const int64_t* t, const int64_t* src, int64_t b, int64_t e, const T* x, T* o) {
+  constexpr int L = G::nd - 1;
+  for (int64_t c = b; c < e; ++c) o[c] = Op::template id<T>();
+  for (int64_t jl = 0; jl < G::k[L]; ++jl) {
+    const int64_t d = jl * G::wd[L] - G::lo[L];
+    int64_t cb, ce;
+    fg_window_columns<G>(n, t, jl, &cb, &ce);
+    cb = cb > b ? cb : b;
+    ce = ce < e ? ce : e;
+    for (int64_t i = 0; i < G::rsize; ++i) {
+      const int64_t s = src[fg_window_row_major<G>(i)];
+      if (s < 0) continue;
+      for (int64_t c = cb; c < ce; ++c) {
+        const int64_t p = c * G::s[L] + d;
+        if (G::bd[L] == 1 || p % G::bd[L] == 0) o[c] = Op::combine(o[c], x[s + p / G::bd[L]]);
+      }
+    }
+  }
+}
+template <class G, class Op, class T>
+FG_INLINE void fg_window_reduce(const int64_t* m, int64_t r0, int64_t r1, const T* x, T* out) {
+  constexpr int L = G::nd - 1;
+  const int64_t *n = m, *t = m + G::nd;
+  int64_t idx[G::nd], src[G::rsize], ib, ie;
+  fg_window_interior<G>(n, t, &ib, &ie);
+  fg_window_row_index<G>(t, r0, idx);
+  for (int64_t row = r0; row < r1; ++row, fg_window_next_row<G>(t, idx)) {
+    fg_window_sources<G>(n, idx, src);
+    T* o = out + row * t[L];
+    bool inside = true;
+    for (int64_t i = 0; i < G::rsize; ++i) inside = inside && src[i] >= 0;
+    if (!inside) {
+      fg_window_reduce_columns<G, Op>(n, t, src, 0, t[L], x, o);
+      continue;
+    }
+    fg_window_reduce_columns<G, Op>(n, t, src, 0, ib, x, o);
+    fg_window_reduce_columns<G, Op>(n, t, src, ie, t[L], x, o);
+    #pragma omp simd
+    for (int64_t c = ib; c < ie; ++c) {     // no padding: the whole fold in registers
+      T acc = Op::template id<T>();
+      FG_UNROLL for (int64_t jl = 0; jl < G::k[L]; ++jl)
+        FG_UNROLL for (int64_t i = 0; i < G::rsize; ++i)
+          acc = Op::combine(acc, x[src[fg_window_row_major<G>(i)] + c * G::s[L] + jl * G::wd[L] - G::lo[L]]);
+      o[c] = acc;
+    }
+  }
+}
+
+// reduce_window_argmax / _argmin over window rows [r0, r1): the row-major position of the
+// first extremum (the first NaN if any). Padding never beats the identity the search starts
+// from: it is skipped.
+template <class G, class Op, class T, class P>
+FG_INLINE void fg_window_position_columns(const int64_t* n, const int64_t* t, const int64_t* src, int64_t b, int64_t e, const T* x, P* o) {
+  constexpr int L = G::nd - 1;
+  for (int64_t c = b; c < e; ++c) {
+    T best = Op::template id<T>();
+    P at = 0;
+    for (int64_t i = 0; i < G::rsize; ++i) {
+      if (src[i] < 0) continue;
+      for (int64_t jl = 0; jl < G::k[L]; ++jl) {
+        const int64_t p = c * G::s[L] + jl * G::wd[L] - G::lo[L];
+        if (p < 0 || p % G::bd[L] != 0 || p / G::bd[L] >= n[L]) continue;
+        const T v = x[src[i] + p / G::bd[L]];
+        if (Op::beats(v, best)) { best = v; at = (P)(i * G::k[L] + jl); }
+      }
+    }
+    o[c] = at;
+  }
+}
+template <class G, class Op, class T, class P>
+FG_INLINE void fg_window_position(const int64_t* m, int64_t r0, int64_t r1, const T* x, P* out) {
+  constexpr int L = G::nd - 1;
+  const int64_t *n = m, *t = m + G::nd;
+  int64_t idx[G::nd], src[G::rsize], ib, ie;
+  fg_window_interior<G>(n, t, &ib, &ie);
+  fg_window_row_index<G>(t, r0, idx);
+  for (int64_t row = r0; row < r1; ++row, fg_window_next_row<G>(t, idx)) {
+    fg_window_sources<G>(n, idx, src);
+    P* o = out + row * t[L];
+    bool inside = true;
+    for (int64_t i = 0; i < G::rsize; ++i) inside = inside && src[i] >= 0;
+    if (!inside) {
+      fg_window_position_columns<G, Op>(n, t, src, 0, t[L], x, o);
+      continue;
+    }
+    fg_window_position_columns<G, Op>(n, t, src, 0, ib, x, o);
+    fg_window_position_columns<G, Op>(n, t, src, ie, t[L], x, o);
+    #pragma omp simd
+    for (int64_t c = ib; c < ie; ++c) {     // no padding
+      T best = Op::template id<T>();
+      P at = 0;
+      FG_UNROLL for (int64_t i = 0; i < G::rsize; ++i)
+        FG_UNROLL for (int64_t jl = 0; jl < G::k[L]; ++jl) {
+          const T v = x[src[i] + c * G::s[L] + jl * G::wd[L] - G::lo[L]];
+          const bool better = Op::beats(v, best);
+          best = better ? v : best;
+          at = better ? (P)(i * G::k[L] + jl) : at;
+        }
+      o[c] = at;
+    }
+  }
+}
+
+// window_gather over window rows [r0, r1): each window's element at its row-major position
+// (0 for padding; positions outside the window select nothing).
+template <class G, class T, class P>
+FG_INLINE void fg_window_gather(const int64_t* m, int64_t r0, int64_t r1, const T* x, const P* pos, T* out) {
+  constexpr int L = G::nd - 1;
+  const int64_t *n = m, *t = m + G::nd;
+  int64_t idx[G::nd], src[G::rsize];
+  fg_window_row_index<G>(t, r0, idx);
+  for (int64_t row = r0; row < r1; ++row, fg_window_next_row<G>(t, idx)) {
+    fg_window_sources<G>(n, idx, src);
+    const P* q = pos + row * t[L];
+    T* o = out + row * t[L];
+    for (int64_t c = 0; c < t[L]; ++c) {
+      const int64_t w = (int64_t)q[c], i = w / G::k[L], jl = w - i * G::k[L];
+      const int64_t p = c * G::s[L] + jl * G::wd[L] - G::lo[L];
+      const bool inside = w >= 0 && w < G::size && src[i] >= 0 && p >= 0 && p % G::bd[L] == 0
+                          && p / G::bd[L] < n[L];
+      o[c] = inside ? x[src[i] + p / G::bd[L]] : T(0);
+    }
+  }
+}
+
+// window_scatter_add over operand rows [r0, r1): each element sums the cotangents of the
+// windows whose position points at it, from 0 in row-major window order (numpy's order);
+// with disjoint windows it takes its one cotangent as it is. Each operand row collects from
+// the window rows covering it; those read each operand element once per window offset.
+template <class G, class T, class P>
+FG_INLINE void fg_window_scatter_columns(const int64_t* n, const int64_t* t, int64_t b, int64_t e, int64_t here, const T* cr, const P* qr, T* o) {
+  constexpr int L = G::nd - 1;
+  for (int64_t jl = G::k[L] - 1; jl >= 0; --jl) {   // increasing window order per element
+    int64_t cb, ce;
+    fg_window_columns<G>(n, t, jl, &cb, &ce);
+    cb = cb > b ? cb : b;
+    ce = ce < e ? ce : e;
+    for (int64_t w = cb; w < ce; ++w) {
+      const int64_t p = w * G::s[L] + jl * G::wd[L] - G::lo[L];
+      if (G::bd[L] != 1 && p % G::bd[L] != 0) continue;
+      T& x = o[p / G::bd[L]];
+      if ((int64_t)qr[w] == here + jl) x = G::disjoint ? cr[w] : fg_add(x, cr[w]);
+    }
+  }
+}
+template <class G, class T, class P>
+FG_INLINE void fg_window_scatter(const int64_t* m, int64_t r0, int64_t r1, const T* ct, const P* pos, T* out) {
+  constexpr int L = G::nd - 1;
+  const int64_t *n = m, *t = m + G::nd;
+  int64_t idx[G::nd], ib, ie, win[G::nd][G::kmax], off[G::nd][G::kmax], count[G::nd], at[G::nd];
+  fg_window_interior<G>(n, t, &ib, &ie);
+  fg_window_row_index<G>(n, r0, idx);
+  for (int64_t row = r0; row < r1; ++row, fg_window_next_row<G>(n, idx)) {
+    T* o = out + row * n[L];
+    for (int64_t c = 0; c < n[L]; ++c) o[c] = T(0);
+    // Per row axis, the windows covering this row in increasing order (decreasing offset).
+    bool covered = true;
+    FG_UNROLL for (int a = 0; a < L; ++a) {
+      const int64_t h = G::lo[a] + idx[a] * G::bd[a];
+      count[a] = at[a] = 0;
+      for (int64_t jj = G::k[a] - 1; jj >= 0; --jj) {
+        const int64_t p = h - jj * G::wd[a];
+        if (p >= 0 && p % G::s[a] == 0 && p / G::s[a] < t[a]) {
+          win[a][count[a]] = p / G::s[a];
+          off[a][count[a]++] = jj;
+        }
+      }
+      covered = covered && count[a] > 0;
+    }
+    // Every combination of them, in row-major window order.
+    while (covered) {
+      int64_t wrow = 0, here = 0;
+      FG_UNROLL for (int a = 0; a < L; ++a) {
+        wrow = wrow * t[a] + win[a][at[a]];
+        here = here * G::k[a] + off[a][at[a]];
+      }
+      here *= G::k[L];
+      const T* cr = ct + wrow * t[L];
+      const P* qr = pos + wrow * t[L];
+      if (G::disjoint) {         // each element in one window at most: windows in parallel
+        fg_window_scatter_columns<G>(n, t, 0, ib, here, cr, qr, o);
+        fg_window_scatter_columns<G>(n, t, ie, t[L], here, cr, qr, o);
+        #pragma omp simd
+        for (int64_t w = ib; w < ie; ++w) {
+          FG_UNROLL for (int64_t jl = 0; jl < G::k[L]; ++jl) {
+            T& x = o[w * G::s[L] + jl * G::wd[L] - G::lo[L]];
+            x = (int64_t)qr[w] == here + jl ? cr[w] : x;
+          }
+        }
+      } else {
+        fg_window_scatter_columns<G>(n, t, 0, t[L], here, cr, qr, o);
+      }
+      covered = false;
+      for (int a = L - 1; a >= 0 && !covered; --a) {
+        covered = ++at[a] < count[a];
+        if (!covered) at[a] = 0;
+      }
+    }
+  }
+}
+"""
+
+
+def _window_geometry_c(window_dimensions, window_strides, padding, base_dilation,
+                       window_dilation) -> str:
+    """The geometry struct of a window kernel (see ``WINDOW_C``)."""
+    nd = len(window_dimensions)
+    arrays = {"k": window_dimensions, "s": window_strides, "lo": [lo for lo, _ in padding],
+              "bd": base_dilation, "wd": window_dilation}
+    fields = ", ".join(f"{name}[{nd}] = {{{', '.join(map(str, v))}}}" for name, v in arrays.items())
+    disjoint = _disjoint(window_dimensions, window_strides, window_dilation)
+    return (f"struct geo {{\n  static constexpr int nd = {nd};\n"
+            f"  static constexpr int64_t {fields};\n"
+            f"  static constexpr int64_t size = {math.prod(window_dimensions)}, "
+            f"rsize = {math.prod(window_dimensions[:-1])}, kmax = {max(window_dimensions)};\n"
+            f"  static constexpr bool disjoint = {'true' if disjoint else 'false'};\n}};\n")
+
+
+def _window_c_kernel(call: str, operand_sizes, window_counts, grid_shape, geometry) -> core.CKernel | None:
+    """A window kernel: ``call`` (a C++ call of one of the ``WINDOW_C`` templates) over the
+    rows of ``grid_shape``, with the operand's sizes and the window counts at run time."""
+    if not grid_shape:
+        return None
+    return core.CKernel(WINDOW_C, _window_geometry_c(**geometry), call + ";",
+                        math.prod(grid_shape[:-1]), grid_shape[-1],
+                        tuple(operand_sizes) + tuple(window_counts))
+
+
+def _reduce_window_c_kernel(computation: str):
+    def c_kernel(in_avals, out_avals, **geometry):
+        (x,), (out,) = in_avals, out_avals
+        call = f"fg_window_reduce<geo, fg_window_{computation}>(m, r0, r1, in0, out0)"
+        return _window_c_kernel(call, x.shape, out.shape, out.shape, geometry)
+    return c_kernel
+
+
+def _window_arg_c_kernel(computation: str):
+    def c_kernel(in_avals, out_avals, **geometry):
+        (x,), (out,) = in_avals, out_avals
+        call = f"fg_window_position<geo, fg_window_{computation}>(m, r0, r1, in0, out0)"
+        return _window_c_kernel(call, x.shape, out.shape, out.shape, geometry)
+    return c_kernel
+
+
+def _window_gather_c_kernel(in_avals, out_avals, **geometry):
+    (t, pos), (out,) = in_avals, out_avals
+    return _window_c_kernel("fg_window_gather<geo>(m, r0, r1, in0, in1, out0)",
+                            t.shape, pos.shape, out.shape, geometry)
+
+
+def _window_scatter_add_c_kernel(in_avals, out_avals, *, operand_shape, **geometry):
+    (ct, pos), (out,) = in_avals, out_avals
+    return _window_c_kernel("fg_window_scatter<geo>(m, r0, r1, in0, in1, out0)",
+                            operand_shape, ct.shape, out.shape, geometry)
+
+
 def _window_abstract(name: str, kinds: str, out_dtype=None):
     def abstract_eval(x, **geometry):
         if x.dtype.kind not in kinds:
@@ -984,22 +1357,26 @@ def _pair_window_batch(prim):
     return batch
 
 
-def _window_prim(name: str, impl, abstract_eval, batch) -> core.Primitive:
+def _window_prim(name: str, impl, abstract_eval, batch, c_kernel=None) -> core.Primitive:
     p = core.Primitive(name)
-    p.impl, p.abstract_eval, p.batch = impl, abstract_eval, batch(p)
+    p.impl, p.abstract_eval, p.batch, p.c_kernel = impl, abstract_eval, batch(p), c_kernel
+    p.fresh_result = True
     return p
 
 
 def _reduce_window_prim(computation: str, kinds: str) -> core.Primitive:
+    """Sums have no C kernel: numpy's order of additions is not worth copying."""
     name = f"reduce_window_{computation}"
     return _window_prim(name, functools.partial(_reduce_window_impl, computation=computation),
-                        _window_abstract(name, kinds), _unary_window_batch)
+                        _window_abstract(name, kinds), _unary_window_batch,
+                        None if computation == "sum" else _reduce_window_c_kernel(computation))
 
 
 def _window_arg_prim(computation: str) -> core.Primitive:
     name = f"reduce_window_arg{computation}"
     p = _window_prim(name, functools.partial(_window_arg_impl, computation=computation),
-                     _window_abstract(name, "biuf", dtypes.int32), _unary_window_batch)
+                     _window_abstract(name, "biuf", dtypes.int32), _unary_window_batch,
+                     _window_arg_c_kernel(computation))
     defjvp_zero(p)
     return p
 
@@ -1010,9 +1387,10 @@ reduce_window_min_p = _reduce_window_prim("min", "biuf")
 reduce_window_argmax_p = _window_arg_prim("max")
 reduce_window_argmin_p = _window_arg_prim("min")
 window_gather_p = _window_prim("window_gather", _window_gather_impl, _window_gather_abstract,
-                               _pair_window_batch)
+                               _pair_window_batch, _window_gather_c_kernel)
 window_scatter_add_p = _window_prim("window_scatter_add", _window_scatter_add_impl,
-                                    _window_scatter_add_abstract, _pair_window_batch)
+                                    _window_scatter_add_abstract, _pair_window_batch,
+                                    _window_scatter_add_c_kernel)
 
 
 def _extremum_jvp(position_prim: core.Primitive):
