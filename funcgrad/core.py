@@ -340,8 +340,9 @@ class Primitive:
       batch(args, dims, **params)               -> (out, out_dim); dims[i] is an int or None
       partial_eval(eqn, in_unknown)             only for primitives holding sub-jaxprs
       c_expr                                     elementwise C expression template (fusion)
-      c_kernel(in_avals, out_avals, **params)   -> CKernel or None: C++ the C backend calls
-                                                 instead of impl (see :class:`CKernel`)
+      c_kernel(in_avals, out_avals, **params)   -> CKernel, CImpl or None: what the C backend
+                                                 runs instead of impl (C++, or array code
+                                                 calling C++ helpers)
     and one flag:
       fresh_result   impl returns arrays that share memory with no operand and no other
                      array (new buffers, or views covering one): compiled code may write
@@ -395,6 +396,26 @@ class CKernel(NamedTuple):
     rows: int
     row_size: int
     meta: tuple[int, ...] = ()
+
+
+class CHelper(NamedTuple):
+    """C++ for array code to call (see :class:`CImpl`): code as in a :class:`CKernel`, with
+    the work and ``meta`` given per call. ``strided``: the operands may have any strides
+    (the code reads them from ``meta``), else they arrive C-contiguous."""
+    prelude: str
+    decls: str
+    body: str
+    in_dtypes: tuple[np.dtype, ...]
+    out_dtypes: tuple[np.dtype, ...]
+    strided: bool = False
+
+
+class CImpl(NamedTuple):
+    """A primitive run by the C backend as array code calling C++ helpers: the backend
+    compiles ``helpers`` and runs ``run(xp, helpers, *operands)``, in which ``helpers[i]``
+    is a function ``(rows, row_size, meta, out_shapes, *operands) -> tuple of results``."""
+    helpers: tuple[CHelper, ...]
+    run: Callable
 
 
 registry: dict[str, Primitive] = {}

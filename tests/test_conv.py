@@ -19,6 +19,7 @@ from funcgrad import core, lax, make_jaxpr, vmap
 from funcgrad.primitives import conv as conv_module
 
 import primitive_harness as h
+from fusion_programs import assert_same_bits
 from primitive_harness import Operand
 
 F32, F64, I32 = (np.dtype(t) for t in (np.float32, np.float64, np.int32))
@@ -235,7 +236,7 @@ def forced_strategy(strategy, shift: bool):
     col2im), with shifted-plane copies wherever they apply (``shift``) or never."""
     fn = getattr(conv_module, strategy)
     if strategy == "_per_feature_products":
-        forced = lambda xp, x, w, geo, g, b: fn(xp, x, w, geo)
+        forced = lambda xp, x, w, geo, g, b, planes: fn(xp, x, w, geo, planes)
     else:
         forced = fn
     return [mock.patch.object(conv_module, "_conv_by_patches", forced),
@@ -731,3 +732,221 @@ def test_reduce_window_errors():
         lax.reduce_window(x, 1.0, "sum", (1, 1, 2, 2))
     with pytest.raises(TypeError, match="reduce_window_max: unsupported operand dtype complex"):
         lax.reduce_window(x.astype(np.complex64), None, "max", (1, 1, 2, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# The C backend: pooling kernels, and conv's shifted planes, in C++ (each compiled example
+# builds one translation unit)
+
+WINDOW_PRIMITIVES = ("reduce_window_max", "reduce_window_min", "reduce_window_argmax",
+                     "reduce_window_argmin", "window_gather", "window_scatter_add")
+KERNEL_DTYPES = [np.dtype(t) for t in (np.float32, np.float64, np.int8, np.int32, np.uint8,
+                                       np.int64, np.bool_)]
+
+
+def both_backends(f, *args):
+    """``f`` jitted for the C backend (its lowering too) and for the numpy one."""
+    with funcgrad.config.override(backend="c"):
+        lowered = funcgrad.jit(f).lower(*args)
+        got = funcgrad.jit(f)(*args)
+    with funcgrad.config.override(backend="numpy"):
+        want = funcgrad.jit(f)(*args)
+    return lowered, got, want
+
+
+def special_values(rng, shape, dtype):
+    """Ties, signed zeros, infinities and NaNs (floats); the extremes (integers)."""
+    if dtype.kind == "f":
+        pool = np.array([-np.inf, -2.0, -0.0, 0.0, 1.0, 3.0, np.inf, np.nan], dtype)
+    elif dtype.kind == "b":
+        pool = np.array([False, True])
+    else:
+        info = np.iinfo(dtype)
+        pool = np.array(sorted({info.min, info.min + 1, 0, 1, 7, info.max}), dtype)
+    return rng.choice(pool, shape)
+
+
+@st.composite
+def kernel_pool_cases(draw):
+    """Windows over 1 to 4 axes, half of them disjoint (as in pooling layers); a last axis
+    long enough for the kernels' vector loops."""
+    case = draw(pool_cases(computations=("max",)))
+    if draw(st.booleans()):
+        case = dataclasses.replace(case, strides=tuple(
+            max(s, (k - 1) * d + 1) for s, k, d in zip(case.strides, case.window,
+                                                        case.window_dilation)))
+    extra = draw(st.integers(0, 1))
+    shape = ((draw(st.integers(1, 3)),) * extra + case.shape[:-1]
+             + (draw(st.integers(case.shape[-1], 40)),))
+    grow = lambda t, v: (v,) * extra + t
+    window = grow(case.window, 1)
+    padding = (((0, 0),) * extra + tuple(case.padding)) if not isinstance(case.padding, str) \
+        else case.padding
+    return dataclasses.replace(case, shape=shape, window=window,
+                               strides=grow(case.strides, 1), padding=padding,
+                               base_dilation=grow(case.base_dilation, 1),
+                               window_dilation=grow(case.window_dilation, 1))
+
+
+@pytest.mark.needs_compiler
+@settings(max_examples=20)
+@given(st.data(), kernel_pool_cases(), st.sampled_from(KERNEL_DTYPES))
+def test_window_kernels_give_the_impls_bits(data, case, dtype):
+    """Every window primitive's C++ kernel against its numpy impl, bit for bit: which of
+    tied extrema (and of +0 and -0) pooling picks, NaN winning, padding, dilations, and
+    scatters that add up overlapping windows (positions drawn at random)."""
+    geometry = dict(window_dimensions=case.window, window_strides=case.strides,
+                    padding=conv_module.padding_pairs("pool", case.padding, case.shape,
+                                                      case.window, case.strides,
+                                                      case.base_dilation, case.window_dilation),
+                    base_dilation=case.base_dilation, window_dilation=case.window_dilation)
+    windows = conv_module._window_shape("pool", [], case.shape, **geometry)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    x, ct = special_values(rng, case.shape, dtype), special_values(rng, windows, dtype)
+    if dtype.kind == "f" and data.draw(st.booleans()):     # sums that round
+        ct = rng.standard_normal(windows).astype(dtype)
+    pos = rng.integers(0, math.prod(case.window), windows).astype(np.int32)
+
+    def f(x, ct, pos):
+        return [conv_module.reduce_window_max_p.bind(x, **geometry),
+                conv_module.reduce_window_min_p.bind(x, **geometry),
+                conv_module.reduce_window_argmax_p.bind(x, **geometry),
+                conv_module.reduce_window_argmin_p.bind(x, **geometry),
+                conv_module.window_gather_p.bind(x, pos, **geometry),
+                conv_module.window_scatter_add_p.bind(ct, pos, operand_shape=case.shape,
+                                                      **geometry)]
+    with np.errstate(all="ignore"):
+        lowered, got, want = both_backends(f, x, ct, pos)
+    for name in WINDOW_PRIMITIVES:
+        assert any(f"{name}" in k and "fg_window" in k for k in lowered.kernels), name
+    for name, g, w in zip(WINDOW_PRIMITIVES, got, want):
+        assert_same_bits(g, w, err_msg=f"{name} {case} {dtype}")
+
+
+@pytest.mark.needs_compiler
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pooling_step_kernels_give_the_impls_bits(dtype):
+    """The CNN's 2x2 pooling and its gradient (the kernels' fast loops), with NaN, inf and
+    ties, as C++ and as numpy."""
+    rng = np.random.default_rng(0)
+    x = special_values(rng, (3, 4, 10, 34), np.dtype(dtype))
+    x[0, 0] = rng.standard_normal((10, 34))
+
+    def f(x):
+        y, pullback = funcgrad.vjp(max_pool, x)
+        return y, pullback(fnp.cos(y))[0]
+    with np.errstate(all="ignore"):
+        lowered, got, want = both_backends(f, x)
+    assert "c_reduce_window_max" in lowered.source and "c_window_scatter_add" in lowered.source
+    for g, w in zip(got, want):
+        assert_same_bits(g, w)
+
+
+@pytest.mark.needs_compiler
+def test_window_kernels_skip_dtypes_without_a_c_type():
+    """float16 pooling keeps the numpy impl under the C backend."""
+    x = np.arange(32, dtype=np.float16).reshape(2, 16)
+    pool = lambda x: lax.reduce_window(x, None, "max", (1, 2), (1, 2))
+    lowered, got, want = both_backends(pool, x)
+    assert "impl_reduce_window_max" in lowered.source
+    assert_same_bits(got, want)
+
+
+@pytest.fixture(scope="module")
+def c_planes():
+    """conv's shifted-plane helpers compiled, per dtype."""
+    from funcgrad.compiler import codegen_c
+    params = dict(window_strides=(1,), padding=((0, 0),), lhs_dilation=(1,), rhs_dilation=(1,),
+                  dimension_numbers=conv_module.conv_dimension_numbers(3),
+                  feature_group_count=1, batch_group_count=1, preferred_element_type=None)
+    planes = {}
+    for dtype in (F32, F64, I32):
+        aval = core.ShapedArray((1, 1, 1), dtype)
+        impl = conv_module.conv_general_dilated_p.c_kernel([aval, aval], [aval], **params)
+        planes[dtype] = conv_module._c_planes(*codegen_c.compile_helpers(impl.helpers))
+    return planes
+
+
+@pytest.mark.needs_compiler
+@given(st.data(), st.lists(st.integers(1, 5), min_size=1, max_size=4),
+       st.sampled_from([F32, F64, I32]))
+def test_c_planes_match_numpy(c_planes, data, sizes, dtype):
+    """The C++ im2col / col2im of unit-stride convs against numpy's, for any grid and
+    shifts (reaching past the grid too), and for planes read through strides."""
+    sizes = tuple(sizes)
+    shift = lambda n: st.one_of(st.integers(-1, 1), st.integers(-n - 1, n + 1))
+    shifts = [tuple(data.draw(shift(n)) for n in sizes) for _ in range(data.draw(st.integers(1, 4)))]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    a, b = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    values = lambda shape: (rng.standard_normal(shape) * 8).astype(dtype)
+    src = values((b, a, math.prod(sizes))).transpose(1, 0, 2)     # planes at strides
+    if data.draw(st.booleans()):
+        src = np.ascontiguousarray(src)
+    np.testing.assert_array_equal(c_planes[dtype].copies(np, src, sizes, shifts),
+                                  conv_module._shifted_copies(np, src, sizes, shifts))
+    z = values((a, len(shifts), math.prod(sizes)))
+    np.testing.assert_array_equal(c_planes[dtype].sums(np, z, sizes, shifts),
+                                  conv_module._shifted_sum(np, z.copy(), sizes, shifts))
+
+
+@pytest.mark.needs_compiler
+@settings(max_examples=15)
+@given(st.data(), shiftable_conv_cases(), st.sampled_from([F32, F64, I32]))
+def test_conv_and_its_gradients_by_c_planes_match_numpy(data, case, dtype):
+    """A conv and both its gradients as the C backend runs them (shifted planes by C++)
+    and as numpy code: the same products of the same patches."""
+    args = [Operand(case.lhs_shape, dtype).draw(data), Operand(case.rhs_shape, dtype).draw(data)]
+    ct = Operand(case(*args).shape, dtype).draw(data)
+
+    def f(lhs, rhs, ct):
+        out, pullback = funcgrad.vjp(case, lhs, rhs)
+        return [out, *pullback(ct)]
+    lowered, got, want = both_backends(f, *args, ct)
+    assert "c_conv_general_dilated" in lowered.source
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_conv_results_take_later_results_in_place():
+    """conv returns new arrays (fresh_result): once dead, its result is the buffer of the
+    next result of its shape, where numpy code writes with ``out=``; a view's result (rev)
+    never is."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((3, 3, 3, 3)).astype(np.float32)
+    conv = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME")
+    f = lambda x, w: fnp.maximum(conv(x, w) * 2.0, 0.0) + lax.rev(x, (3,))
+    with funcgrad.config.override(backend="numpy"):
+        lowered = funcgrad.jit(f).lower(x, w)
+        kept = x.copy()
+        out = funcgrad.jit(f)(x, w)
+    lines = [line.split("#")[0] for line in lowered.source.splitlines()]
+    conv_var = next(line.split("=")[0].strip() for line in lines if "conv_general_dilated(" in line)
+    rev_var = next(line.split("=")[0].strip() for line in lines if "impl_rev(" in line)
+    writes = [line.rstrip().rstrip(")").split(", ")[-1] for line in lines if "numpy_" in line]
+    assert conv_var in writes and rev_var not in writes, lowered.source
+    np.testing.assert_array_equal(x, kept)
+    np.testing.assert_allclose(out, np.maximum(2 * np.asarray(jit_free(conv, x, w)), 0) + x[..., ::-1],
+                               rtol=1e-6)
+
+
+def jit_free(f, *args):
+    with funcgrad.config.override(backend="numpy"):
+        return f(*args)
+
+
+@pytest.mark.needs_compiler
+def test_a_transposed_conv_result_as_a_kernel_buffer():
+    """A conv's result may be a transposed view of its new buffer (here NHWC): a C kernel
+    given it for its output allocates instead (it writes C-contiguous arrays)."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 5, 5, 3)), rng.standard_normal((3, 3, 3, 4))
+
+    def f(x, w):
+        y = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return fnp.tanh(y) * 2.0 + 1.0
+    lowered, got, want = both_backends(f, x, w)
+    call = next(line for line in lowered.source.splitlines() if "fused_kernel" in line)
+    conv_var = next(line.split("=")[0].strip() for line in lowered.source.splitlines()
+                    if "conv_general_dilated(" in line.split("#")[0])
+    assert call.split("#")[0].rstrip().rstrip(")").endswith(conv_var), lowered.source
+    np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -39,11 +39,11 @@ import math
 import platform
 import sysconfig
 import warnings
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ..core import CKernel, ClosedJaxpr, Eqn, Jaxpr, Literal, Primitive, ShapedArray
+from ..core import CHelper, CImpl, CKernel, ClosedJaxpr, Eqn, Jaxpr, Literal, Primitive, ShapedArray
 from ..primitives import elementwise as ew
 from . import cache, fusion
 
@@ -459,7 +459,8 @@ FG_INLINE void fg_thread_rows(int64_t rows, int64_t* b, int64_t* e) {
 
 // ---- the Python entry point ---------------------------------------------------------------
 typedef void (*fg_run_fn)(char* const* p, const int64_t* m);
-struct fg_kernel { const char* name; int n_in, n_out; const int* in_types; const int* out_types; fg_run_fn run; };
+// strided: the kernel reads its inputs through strides it is given (else: C-contiguous ones).
+struct fg_kernel { const char* name; int n_in, n_out; const int* in_types; const int* out_types; fg_run_fn run; int strided; };
 
 // Whether the buffer given for output o can take it: 1 yes; 0 no, as it is laid out in
 // another order (an array computed from transposed operands): the output gets a new array;
@@ -492,7 +493,7 @@ static PyObject* fg_call(const fg_kernel* k, PyObject* self, PyObject* const* ar
   for (int a = 0; a < k->n_in; ++a) {
     PyObject* x = args[a];
     PyArrayObject* arr = (PyArrayObject*)x;
-    if (PyArray_CheckExact(x) && PyArray_TYPE(arr) == k->in_types[a] && PyArray_IS_C_CONTIGUOUS(arr)
+    if (PyArray_CheckExact(x) && PyArray_TYPE(arr) == k->in_types[a] && (k->strided || PyArray_IS_C_CONTIGUOUS(arr))
         && PyArray_ISALIGNED(arr)) {
       p[a] = PyArray_BYTES(arr);
     } else {
@@ -562,18 +563,24 @@ def common_header() -> str:
                       ew.C_PRELUDE, RUNTIME])
 
 
-def _entry(name: str, run: str, in_dtypes, out_dtypes) -> str:
-    """A kernel's descriptor and its Python entry point ``{name}_py`` (see ``fg_call``)."""
+def _entry(name: str, run: str, in_dtypes, out_dtypes, strided: bool = False,
+           dynamic: bool = False) -> str:
+    """A kernel's descriptor and its Python entry point ``{name}_py`` (see ``fg_call``),
+    which is bound to the kernel's metadata, or (``dynamic``) takes it as first argument."""
     n_in, n_out = len(in_dtypes), len(out_dtypes)
     in_types = ", ".join(str(np.dtype(d).num) for d in in_dtypes) or "0"
     out_types = ", ".join(str(np.dtype(d).num) for d in out_dtypes)
+    call = (f"  if (nargs < 1 || !PyBytes_Check(args[0])) {{\n"
+            f"    PyErr_SetString(PyExc_TypeError, \"kernel {name} takes its metadata first\");\n"
+            f"    return NULL;\n  }}\n"
+            f"  return fg_call(&{name}_kernel, args[0], args + 1, nargs - 1, p, held);\n"
+            if dynamic else f"  return fg_call(&{name}_kernel, self, args, nargs, p, held);\n")
     return (f"static const int {name}_in_types[] = {{{in_types}}};\n"
             f"static const int {name}_out_types[] = {{{out_types}}};\n"
             f"static const fg_kernel {name}_kernel = {{\"{name}\", {n_in}, {n_out}, "
-            f"{name}_in_types, {name}_out_types, {run}}};\n"
+            f"{name}_in_types, {name}_out_types, {run}, {int(strided)}}};\n"
             f"static PyObject* {name}_py(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {{\n"
-            f"  char* p[{n_in + n_out}];\n  PyObject* held[{max(n_in, 1)}];\n"
-            f"  return fg_call(&{name}_kernel, self, args, nargs, p, held);\n}}\n")
+            f"  char* p[{n_in + n_out}];\n  PyObject* held[{max(n_in, 1)}];\n{call}}}\n")
 
 
 def translation_unit(kernels: list[fusion.Kernel], name: str,
@@ -587,11 +594,11 @@ def translation_unit(kernels: list[fusion.Kernel], name: str,
         names.append(k.name)
     for k in primitive_kernels:
         parts.append(_primitive_code(k) + _entry(k.name, f"{k.name}::run", k.in_dtypes,
-                                                 k.out_dtypes))
+                                                 k.out_dtypes, k.strided, k.dynamic))
         names.append(k.name)
     entries = [f'  {{"{n}", (PyCFunction)(void (*)(void)){n}_py, METH_FASTCALL, NULL}},'
                for n in names]
-    preludes = list(dict.fromkeys(k.spec.prelude for k in primitive_kernels if k.spec.prelude))
+    preludes = list(dict.fromkeys(k.prelude for k in primitive_kernels if k.prelude))
     exports = ("static PyMethodDef fg_methods[] = {\n" + "\n".join(entries) + "\n};\n"
                "FG_EXPORT int fg_init(void) { return _import_array(); }\n"
                "FG_EXPORT PyObject* fg_make(int k, PyObject* meta) {\n"
@@ -607,22 +614,42 @@ def translation_unit(kernels: list[fusion.Kernel], name: str,
 
 
 class PrimitiveKernel(NamedTuple):
-    """A primitive's C++ kernel (its ``c_kernel`` rule's code) in a translation unit, named
-    ``name`` (its namespace); the metadata (sizes) differs per call."""
+    """A primitive's C++ kernel (code from its ``c_kernel`` rule) in a translation unit,
+    named ``name`` (its namespace). Its metadata (sizes) is bound per call site, or, for the
+    ``dynamic`` helpers of a :class:`~funcgrad.core.CImpl`, given per call."""
     name: str
     primitive: Primitive
+    prelude: str
+    decls: str
+    body: str
     in_dtypes: tuple[np.dtype, ...]
     out_dtypes: tuple[np.dtype, ...]
-    spec: CKernel
+    strided: bool = False
+    dynamic: bool = False
 
 
-def primitive_kernels(jaxpr: Jaxpr) -> tuple[list[PrimitiveKernel], dict[Eqn, tuple[int, bytes]]]:
-    """The kernels of the equations of ``jaxpr`` whose primitive has a ``c_kernel`` rule that
-    returns one for them (operands and results of C types only): the distinct kernels, and
-    per equation the index of its kernel and its metadata."""
+class ImplCall(NamedTuple):
+    """An equation run as array code calling helpers (indices of primitive kernels)."""
+    run: Callable
+    helpers: tuple[int, ...]
+
+
+def primitive_kernels(jaxpr: Jaxpr) -> tuple[list[PrimitiveKernel], dict[Eqn, tuple[int, bytes] | ImplCall]]:
+    """The kernels of the equations of ``jaxpr`` whose primitive's ``c_kernel`` rule returns
+    one (a :class:`~funcgrad.core.CKernel`) or helpers (a :class:`~funcgrad.core.CImpl`) for
+    them, operands and results of C types only: the distinct kernels, and per equation its
+    kernel's index and metadata, or its :class:`ImplCall`."""
     kernels: list[PrimitiveKernel] = []
     index: dict[tuple, int] = {}
-    calls: dict[Eqn, tuple[int, bytes]] = {}
+    calls: dict[Eqn, tuple[int, bytes] | ImplCall] = {}
+
+    def add(prim, kernel: PrimitiveKernel) -> int:
+        key = kernel[2:]
+        if key not in index:
+            index[key] = len(kernels)
+            kernels.append(kernel._replace(name=f"{prim.name}{len(kernels)}"))
+        return index[key]
+
     for e in jaxpr.eqns:
         rule = e.primitive.c_kernel
         if rule is None:
@@ -631,16 +658,35 @@ def primitive_kernels(jaxpr: Jaxpr) -> tuple[list[PrimitiveKernel], dict[Eqn, tu
         if any(a.dtype not in C_TYPES for a in ins + outs):
             continue
         spec = rule(ins, outs, **e.params)
-        if spec is None:
-            continue
-        in_dtypes, out_dtypes = tuple(a.dtype for a in ins), tuple(a.dtype for a in outs)
-        key = (in_dtypes, out_dtypes, spec.prelude, spec.decls, spec.body)
-        if key not in index:
-            index[key] = len(kernels)
-            kernels.append(PrimitiveKernel(f"{e.primitive.name}{len(kernels)}", e.primitive,
-                                           in_dtypes, out_dtypes, spec))
-        calls[e] = (index[key], primitive_metadata(spec, outs))
+        if isinstance(spec, CKernel):
+            k = add(e.primitive, PrimitiveKernel("", e.primitive, spec.prelude, spec.decls, spec.body,
+                                                 tuple(a.dtype for a in ins),
+                                                 tuple(a.dtype for a in outs)))
+            calls[e] = (k, primitive_metadata(spec, outs))
+        elif isinstance(spec, CImpl):
+            if any(np.dtype(d) not in C_TYPES for h in spec.helpers
+                   for d in h.in_dtypes + h.out_dtypes):
+                continue
+            helpers = tuple(add(e.primitive, PrimitiveKernel(
+                "", e.primitive, h.prelude, h.decls, h.body,
+                tuple(map(np.dtype, h.in_dtypes)), tuple(map(np.dtype, h.out_dtypes)),
+                h.strided, True)) for h in spec.helpers)
+            calls[e] = ImplCall(spec.run, helpers)
     return kernels, calls
+
+
+class Helper:
+    """A compiled helper of a :class:`~funcgrad.core.CImpl`:
+    ``helper(rows, row_size, meta, out_shapes, *operands) -> tuple of results``."""
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, rows: int, row_size: int, meta, out_shapes, *operands) -> tuple:
+        shapes = [x for shape in out_shapes for x in (len(shape), *shape)]
+        header = [rows * row_size, rows, row_size, 0, META_SIZES + len(meta)]
+        return self.fn(np.asarray(header + list(meta) + shapes, np.int64).tobytes(), *operands)
 
 
 def primitive_metadata(spec: CKernel, out_avals: list[ShapedArray]) -> bytes:
@@ -660,9 +706,9 @@ def _primitive_code(k: PrimitiveKernel) -> str:
                 for i, d in enumerate(k.in_dtypes)]
     pointers += [f"  {c_type(d)}* out{i} = ({c_type(d)}*)p[{n_in + i}];"
                  for i, d in enumerate(k.out_dtypes)]
-    return (f"namespace {k.name} {{\n{k.spec.decls}"
+    return (f"namespace {k.name} {{\n{k.decls}"
             "static void rows(char* const* p, const int64_t* m, int64_t r0, int64_t r1) {\n"
-            + "\n".join(pointers) + f"\n  {k.spec.body}\n}}\n"
+            + "\n".join(pointers) + f"\n  {k.body}\n}}\n"
             "static void run(char* const* p, const int64_t* m) {\n"
             f"  const int64_t n = m[{META_ROWS}];\n"
             f"  if (!fg_parallel(m[{META_N}])) {{ rows(p, m + {META_SIZES}, 0, n); return; }}\n"
@@ -709,18 +755,36 @@ def load(unit: Unit) -> ctypes.PyDLL:
 
 
 def build(kernels: list[fusion.Kernel], name: str, primitive_kernels: list[PrimitiveKernel] = (),
-          calls: dict[Eqn, tuple[int, bytes]] | None = None
-          ) -> tuple[list[Callable], dict[Eqn, Callable], Unit]:
-    """One callable per fused kernel, and per equation of ``calls`` (see
-    :func:`primitive_kernels`): ``k(*inputs, [out buffers]) -> tuple of outputs``."""
+          calls: dict | None = None) -> tuple[list[Callable], dict[Eqn, Callable | ImplCall], Unit]:
+    """One callable per fused kernel; per equation of ``calls`` (see
+    :func:`primitive_kernels`), its kernel bound to its metadata (``k(*inputs, [out
+    buffers]) -> tuple of outputs``), or its :class:`ImplCall` with compiled helpers."""
     unit = translation_unit(kernels, name, primitive_kernels)
     lib = load(unit)
     fns = [lib.fg_make(i, metadata(k, layout(k))) for i, k in enumerate(kernels)]
-    made: dict[tuple[int, bytes], Callable] = {}
-    for k, meta in (calls or {}).values():
+    made: dict = {}
+
+    def make(k: int, meta: bytes | None):
         if (k, meta) not in made:
-            made[k, meta] = lib.fg_make(len(kernels) + k, meta)
-    return fns, {e: made[call] for e, call in (calls or {}).items()}, unit
+            fn = lib.fg_make(len(kernels) + k, meta)
+            made[k, meta] = fn if meta is not None else Helper(fn)
+        return made[k, meta]
+
+    bound = {e: (ImplCall(call.run, tuple(make(k, None) for k in call.helpers))
+                 if isinstance(call, ImplCall) else make(*call))
+             for e, call in (calls or {}).items()}
+    return fns, bound, unit
+
+
+def compile_helpers(helpers: Sequence[CHelper], name: str = "helpers") -> list[Helper]:
+    """``helpers`` (of a :class:`~funcgrad.core.CImpl`) compiled on their own, outside any
+    jitted function."""
+    kernels = [PrimitiveKernel(f"{name}{i}", None, h.prelude, h.decls, h.body,
+                               tuple(map(np.dtype, h.in_dtypes)),
+                               tuple(map(np.dtype, h.out_dtypes)), h.strided, True)
+               for i, h in enumerate(helpers)]
+    lib = load(translation_unit([], name, kernels))
+    return [Helper(lib.fg_make(i, None)) for i in range(len(kernels))]
 
 
 def describe(kernel: fusion.Kernel | PrimitiveKernel, part: str) -> str:
@@ -775,10 +839,10 @@ def kernel_template(fn_of: dict) -> Callable:
     return rule
 
 
-def primitive_templates(fn_of: dict[Eqn, Callable], names: dict[Eqn, str]) -> dict:
-    """Templates calling the primitive kernels of these equations (others of the same
-    primitive keep their usual code)."""
-    from .codegen_numpy import TEMPLATES
+def primitive_templates(fn_of: dict[Eqn, Callable | ImplCall], names: dict[Eqn, str]) -> dict:
+    """Templates calling the primitive kernels of these equations, or running their
+    :class:`ImplCall` (others of the same primitive keep their usual code)."""
+    from .codegen_numpy import FRESH, TEMPLATES, VIEW, Template
 
     def template_for(prim):
         usual = TEMPLATES.get(prim)
@@ -787,6 +851,12 @@ def primitive_templates(fn_of: dict[Eqn, Callable], names: dict[Eqn, str]) -> di
             fn = fn_of.get(eqn)
             if fn is None:
                 return usual(eqn, ns) if usual is not None else None
+            if isinstance(fn, ImplCall):
+                run = ns.add(functools.partial(fn.run, ns.xp, fn.helpers), f"c_{prim.name}",
+                             key=(id(fn.run), fn.helpers),
+                             comment=f"{prim.name} calling the C++ helpers {names[eqn]}")
+                return Template(lambda args, out: f"{run}({', '.join(args)})",
+                                FRESH if prim.fresh_result else VIEW)
             return _call_template(ns.add(fn, f"c_{prim.name}", comment=f"the C++ kernel "
                                          f"{names[eqn]}"), in_place=False,
                                   single=not prim.multiple_results)
@@ -807,7 +877,9 @@ def fuse(closed: ClosedJaxpr, name: str):
     except cache.CompileError as e:
         fusion_off("C++", e)
         return Fused(closed, {}, [])
+    names = {e: ", ".join(prims[k].name for k in call.helpers) if isinstance(call, ImplCall)
+             else prims[call[0]].name for e, call in calls.items()}
     templates = {fusion.fused_kernel_p: kernel_template(dict(zip(kernels, fns))),
-                 **primitive_templates(prim_fns, {e: prims[k].name for e, (k, _) in calls.items()})}
+                 **primitive_templates(prim_fns, names)}
     shown = [describe(k, p) for k, p in zip([*kernels, *prims], unit.parts)]
     return Fused(fused, templates, shown)

@@ -25,8 +25,9 @@ batch, feature or group dimensions (or a size-1 window axis) instead of looping.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -224,7 +225,8 @@ def conv_dimension_numbers(ndim: int, dimension_numbers=None) -> ConvDimensionNu
 
 
 def _conv_impl(xp, lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
-               dimension_numbers, feature_group_count, batch_group_count, preferred_element_type):
+               dimension_numbers, feature_group_count, batch_group_count, preferred_element_type,
+               planes: "_Planes | None" = None):
     lhs_spec, rhs_spec, out_spec = dimension_numbers
     if preferred_element_type is not None and lhs.dtype != preferred_element_type:
         lhs, rhs = lhs.astype(preferred_element_type), rhs.astype(preferred_element_type)
@@ -236,9 +238,9 @@ def _conv_impl(xp, lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilat
     # Two BLAS formulations; take the one whose intermediate buffer is smaller (per example
     # and kernel offset): patches hold in-features x outputs, scatter terms out-features x inputs.
     if (o // (b * g)) * math.prod(geo.s) < i * math.prod(geo.t):
-        out = _conv_by_scatter(xp, x, w, geo, g, b)
+        out = _conv_by_scatter(xp, x, w, geo, g, b, planes or _NUMPY_PLANES)
     else:
-        out = _conv_by_patches(xp, x, w, geo, g, b)
+        out = _conv_by_patches(xp, x, w, geo, g, b, planes or _NUMPY_PLANES)
     if b > 1:                     # (B, N/B, G, O/(BG), *T): batch groups index out-features
         out = xp.swapaxes(out, 0, 1)
     return xp.transpose(out.reshape((n // b, o) + geo.t), _inverse(out_spec))
@@ -349,7 +351,41 @@ def _shift_add(dst, src, sizes: Sequence[int], delta: Sequence[int]) -> None:
     dst[..., start:stop] += src[..., start + shift:stop + shift]
 
 
-def _patches(xp, x, geo: _Geometry, pre: tuple[int, ...], post: tuple[int, ...], grid: str):
+def _shifted_copies(xp, src, sizes: Sequence[int], shifts):
+    """im2col of unit-stride convs: ``out[a, j, b] = src[a, b]`` shifted by ``shifts[j]``
+    (see :func:`_shift_copy`), for ``src`` of shape (A, B, grid)."""
+    a, b, size = src.shape
+    out = xp.empty((a, len(shifts), b, size), src.dtype)
+    for j, delta in enumerate(shifts):
+        _shift_copy(out[:, j], src, sizes, delta)
+    return out
+
+
+def _shifted_sum(xp, z, sizes: Sequence[int], shifts):
+    """col2im of unit-stride convs: ``out[a] = sum_j z[a, j]`` shifted by ``shifts[j]``, for
+    ``z`` of shape (A, J, grid), which it overwrites."""
+    out = xp.empty(z.shape[:1] + z.shape[2:], z.dtype)
+    _shift_copy(out, z[:, 0], sizes, shifts[0])
+    for j, delta in enumerate(shifts[1:], 1):
+        _shift_add(out, z[:, j], sizes, delta)
+    return out
+
+
+class _Planes(NamedTuple):
+    """How the conv impl copies and sums shifted planes: ``copies`` and ``sums`` as
+    :func:`_shifted_copies` and :func:`_shifted_sum`, and ``pays(planes, sizes)``, whether
+    they beat strided window copies for that many planes of a grid of ``sizes``. numpy
+    operations here; the C backend brings C++ ones (see ``_conv_c_kernel``)."""
+    copies: Callable
+    sums: Callable
+    pays: Callable
+
+
+_NUMPY_PLANES = _Planes(_shifted_copies, _shifted_sum, _shift_pays)
+
+
+def _patches(xp, x, geo: _Geometry, pre: tuple[int, ...], post: tuple[int, ...], grid: str,
+             planes: _Planes):
     """The patches of ``x`` (lead axes, then the spatial ones) as a fresh array
     ``x.shape[pre] + (offsets,) + x.shape[post] + (grid,)``: with grid "t", element
     ``[.., k, .., t]`` is the padded, dilated input at ``t*stride + k*rhs_dilation`` (the
@@ -361,12 +397,10 @@ def _patches(xp, x, geo: _Geometry, pre: tuple[int, ...], post: tuple[int, ...],
     offsets, sizes = (geo.k, geo.t) if grid == "t" else (geo.t, geo.k)
     shape = pre_shape + (math.prod(offsets),) + post_shape + (math.prod(sizes),)
     shifts = geo.shifts(grid)
-    if shifts is not None and _shift_pays(math.prod(pre_shape + post_shape), sizes):
-        out = xp.empty(shape, x.dtype)
-        src = xp.transpose(x, pre + post + spatial).reshape(pre_shape + post_shape + (-1,))
-        for j, delta in enumerate(shifts):
-            _shift_copy(out[(slice(None),) * len(pre) + (j,)], src, sizes, delta)
-        return out
+    if shifts is not None and planes.pays(math.prod(pre_shape + post_shape), sizes):
+        src = xp.transpose(x, pre + post + spatial).reshape(
+            (math.prod(pre_shape), math.prod(post_shape), -1))
+        return planes.copies(xp, src, sizes, shifts).reshape(shape)
     x = _pad_and_dilate(xp, x, spatial, geo.padding, geo.lhs_dilation, 0)
     win = _window_view(xp, x, spatial, geo.k, geo.strides, geo.rhs_dilation)  # (.., *T, *K)
     t_axes, k_axes = spatial, tuple(range(x.ndim, x.ndim + nsp))
@@ -374,7 +408,7 @@ def _patches(xp, x, geo: _Geometry, pre: tuple[int, ...], post: tuple[int, ...],
     return xp.transpose(win, pre + middle + post + last).reshape(shape)
 
 
-def _conv_by_patches(xp, x, w, geo: _Geometry, g: int, b: int):
+def _conv_by_patches(xp, x, w, geo: _Geometry, g: int, b: int, planes: _Planes):
     """im2col: copy each window of the dilated, padded input once into patch matrices, then
     BLAS products with the kernel, in which groups are matmul batch axes: per example where
     there are many output positions; else (kernel gradients) one product per group, or, with
@@ -383,44 +417,44 @@ def _conv_by_patches(xp, x, w, geo: _Geometry, g: int, b: int):
     n, o = x.shape[0], w.shape[0]
     k_size, t_size = math.prod(geo.k), math.prod(geo.t)
     if t_size >= k_size:
-        return _per_example_products(xp, x, w, geo, g, b)
+        return _per_example_products(xp, x, w, geo, g, b, planes)
     if b == g == 1 and o * n * t_size <= k_size:
-        return _per_feature_products(xp, x, w, geo)
-    return _per_group_products(xp, x, w, geo, g, b)
+        return _per_feature_products(xp, x, w, geo, planes)
+    return _per_group_products(xp, x, w, geo, g, b, planes)
 
 
-def _per_example_products(xp, x, w, geo: _Geometry, g: int, b: int):
+def _per_example_products(xp, x, w, geo: _Geometry, g: int, b: int, planes: _Planes):
     """Per example and group, (O/G, I*K) kernel @ (I*K, T) patches: many output positions."""
     n, (o, i) = x.shape[0], w.shape[:2]
     og, k_size, t_size = o // (b * g), math.prod(geo.k), math.prod(geo.t)
     x = x.reshape((b, n // b, g, i) + geo.s)                     # a view: axes only split
-    patches = _patches(xp, x, geo, (0, 1, 2, 3), (), "t")        # (B, N/B, G, I, K, T)
+    patches = _patches(xp, x, geo, (0, 1, 2, 3), (), "t", planes)  # (B, N/B, G, I, K, T)
     out = xp.matmul(w.reshape(b, 1, g, og, i * k_size),
                     patches.reshape(b, n // b, g, i * k_size, t_size))
     return out.reshape(out.shape[:4] + geo.t)
 
 
-def _per_group_products(xp, x, w, geo: _Geometry, g: int, b: int):
+def _per_group_products(xp, x, w, geo: _Geometry, g: int, b: int, planes: _Planes):
     """Per group, one large (N/B*T, I*K) patches @ (I*K, O/G) kernel product: few output
     positions (kernel gradients), so examples and positions share the row axis."""
     n, (o, i) = x.shape[0], w.shape[:2]
     og, k_size, t_size = o // (b * g), math.prod(geo.k), math.prod(geo.t)
     x = x.reshape((b, n // b, g, i) + geo.s)
-    patches = _patches(xp, x, geo, (0, 2, 1), (3,), "k")         # (B, G, N/B, T, I, K)
+    patches = _patches(xp, x, geo, (0, 2, 1), (3,), "k", planes)  # (B, G, N/B, T, I, K)
     out = xp.matmul(patches.reshape(b, g, (n // b) * t_size, i * k_size),
                     xp.swapaxes(w.reshape(b, g, og, i * k_size), -1, -2))
     out = xp.transpose(out.reshape(b, g, n // b, t_size, og), (0, 2, 1, 4, 3))
     return out.reshape(out.shape[:4] + geo.t)
 
 
-def _per_feature_products(xp, x, w, geo: _Geometry):
+def _per_feature_products(xp, x, w, geo: _Geometry, planes: _Planes):
     """Per in-feature, (N*T, K) patches @ (K, O) kernel, summed over in-features: few output
     positions and products small next to the window (kernel gradients of wide inputs with
     few channels), where one product over all in-features would be a thin matrix of an
     enormous inner size. No groups."""
     n, (o, i) = x.shape[0], w.shape[:2]
     k_size, t_size = math.prod(geo.k), math.prod(geo.t)
-    patches = _patches(xp, x, geo, (1, 0), (), "k")              # (I, N, T, K)
+    patches = _patches(xp, x, geo, (1, 0), (), "k", planes)      # (I, N, T, K)
     kernel = xp.transpose(w.reshape(o, i, k_size), (1, 2, 0))   # (I, K, O)
     out = xp.matmul(patches.reshape(i, n * t_size, k_size), kernel)
     out = out.sum(axis=0, dtype=out.dtype)          # (small integers would widen)
@@ -446,7 +480,7 @@ def _scatter_slices(q_size: int, t_size: int, stride: int, lhs_dilation: int, c:
     return slice(q0, q0 + (count - 1) * dq + 1, dq), slice(t0, t0 + (count - 1) * dt + 1, dt)
 
 
-def _conv_by_scatter(xp, x, w, geo: _Geometry, g: int, b: int):
+def _conv_by_scatter(xp, x, w, geo: _Geometry, g: int, b: int, planes: _Planes):
     """col2im: z[k, q] = w[:, :, k] @ x[:, :, q] in one batched matmul on the undilated,
     unpadded input, then one add per kernel offset k of z[k] into the outputs its inputs
     reach (``t*stride == q*lhs_dilation + lo - k*rhs_dilation``): a flat shifted add when
@@ -459,13 +493,9 @@ def _conv_by_scatter(xp, x, w, geo: _Geometry, g: int, b: int):
     kernel = kernel.reshape(b, 1, g, og * k_size, i)
     z = xp.matmul(kernel, x.reshape(b, n // b, g, i, q_size))      # (B, N/B, G, O/G*K, Q)
     shifts = geo.shifts("t")
-    if shifts is not None and _shift_pays(n * og * g, geo.t):
-        z = z.reshape(b, n // b, g, og, k_size, q_size)
-        out = xp.empty(z.shape[:4] + (q_size,), z.dtype)
-        _shift_copy(out, z[..., 0, :], geo.s, shifts[0])
-        for j, delta in enumerate(shifts[1:], 1):
-            _shift_add(out, z[..., j, :], geo.s, delta)
-        return out.reshape(out.shape[:4] + geo.t)
+    if shifts is not None and planes.pays(n * og * g, geo.t):
+        out = planes.sums(xp, z.reshape(-1, k_size, q_size), geo.s, shifts)
+        return out.reshape((b, n // b, g, og) + geo.t)
     z = z.reshape((b, n // b, g, og) + geo.k + geo.s)
     out = xp.zeros((b, n // b, g, og) + geo.t, z.dtype)
     for k in np.ndindex(*geo.k):
@@ -651,12 +681,163 @@ def _conv_batch(args, dims, **params):
     return _split_out(out, out_spec[1], 1, size), out_spec[1]
 
 
+# C++ helpers of the conv impl for the C backend: copies and sums of shifted planes (the
+# im2col and col2im of unit-stride convs) in one pass each, where numpy needs a pass per
+# offset and more to zero what a flat shift wraps around. A plane is a row-major grid of
+# `nd` sizes; shifting it by delta moves p + delta to p, 0 where p + delta leaves the grid.
+
+PLANES_C = r"""
+// ---- shifted planes (funcgrad/primitives/conv.py) -----------------------------------------
+#define FG_PLANES_MAXD 8
+// The box of positions p whose p + delta lies in the grid ([lo, hi) per axis) and the flat
+// shift; false if the box is empty.
+FG_INLINE bool fg_plane_box(int nd, const int64_t* n, const int64_t* delta, int64_t* lo, int64_t* hi, int64_t* shift) {
+  int64_t stride = 1;
+  bool empty = false;
+  *shift = 0;
+  for (int a = nd - 1; a >= 0; --a) {
+    lo[a] = delta[a] < 0 ? -delta[a] : 0;
+    hi[a] = delta[a] > 0 ? n[a] - delta[a] : n[a];
+    empty = empty || lo[a] >= hi[a];
+    *shift += delta[a] * stride;
+    stride *= n[a];
+  }
+  return !empty;
+}
+// Visit the rows (indices of axes 0 .. nd-2) of the box [lo, hi): f(flat row index).
+template <class F>
+FG_INLINE void fg_plane_box_rows(int nd, const int64_t* n, const int64_t* lo, const int64_t* hi, F f) {
+  int64_t idx[FG_PLANES_MAXD];
+  for (int a = 0; a < nd - 1; ++a) idx[a] = lo[a];
+  for (;;) {
+    int64_t row = 0;
+    for (int a = 0; a < nd - 1; ++a) row = row * n[a] + idx[a];
+    f(row);
+    int a = nd - 2;
+    for (; a >= 0 && ++idx[a] == hi[a]; --a) idx[a] = lo[a];
+    if (a < 0) return;
+  }
+}
+// o = s shifted by delta (g elements): one flat copy of the box's rows along axis 0, then
+// zeros where that copy wrapped around into neighbouring rows.
+template <class T>
+FG_INLINE void fg_plane_shift(int nd, const int64_t* n, int64_t g, const int64_t* delta, const T* s, T* o) {
+  int64_t lo[FG_PLANES_MAXD], hi[FG_PLANES_MAXD], shift;
+  if (!fg_plane_box(nd, n, delta, lo, hi, &shift)) {
+    for (int64_t p = 0; p < g; ++p) o[p] = T(0);
+    return;
+  }
+  const int64_t step = g / n[0], w = n[nd - 1];
+  int64_t start = lo[0] * step, stop = hi[0] * step;
+  start = start + shift < 0 ? -shift : start;
+  stop = stop + shift > g ? g - shift : stop;
+  for (int64_t p = 0; p < start; ++p) o[p] = T(0);
+  const T* from = s + shift;
+  #pragma omp simd
+  for (int64_t p = start; p < stop; ++p) o[p] = from[p];
+  for (int64_t p = stop; p < g; ++p) o[p] = T(0);
+  if (nd == 1) return;
+  const int64_t first = start / w, last = (stop + w - 1) / w;    // the rows copied into
+  for (int64_t c = 0; c < lo[nd - 1]; ++c)                // columns left of the box
+    for (int64_t row = first; row < last; ++row) o[row * w + c] = T(0);
+  for (int64_t c = hi[nd - 1]; c < w; ++c)                 // and right of it
+    for (int64_t row = first; row < last; ++row) o[row * w + c] = T(0);
+  if (nd == 2) return;
+  for (int64_t row = first; row < last; ++row) {      // rows outside the box on axes 1 ..
+    bool inside = true;
+    for (int64_t a = nd - 2, rest = row; a >= 1; rest /= n[a], --a)
+      inside = inside && lo[a] <= rest % n[a] && rest % n[a] < hi[a];
+    if (!inside)
+      for (int64_t c = 0; c < w; ++c) o[row * w + c] = T(0);
+  }
+}
+// im2col: out[a, j, b] = src[a, b] shifted by delta_j (see _shifted_copies), plane rows
+// (a, j, b) [r0, r1). m: nd, the grid's sizes, A, J, B, src's strides (elements) along a and
+// b (its grid is contiguous), the J deltas.
+template <class T>
+FG_INLINE void fg_plane_copies(const int64_t* m, int64_t r0, int64_t r1, const T* src, T* out) {
+  const int nd = (int)m[0];
+  const int64_t *n = m + 1, J = m[nd + 2], B = m[nd + 3], sa = m[nd + 4], sb = m[nd + 5];
+  const int64_t* deltas = m + nd + 6;
+  int64_t g = 1;
+  for (int a = 0; a < nd; ++a) g *= n[a];
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t b = r % B, j = r / B % J, a = r / B / J;
+    fg_plane_shift(nd, n, g, deltas + j * nd, src + a * sa + b * sb, out + r * g);
+  }
+}
+// col2im: out[a] = sum over j of z[a, j] shifted by delta_j, in order of j (see
+// _shifted_sum), planes a in [r0, r1). m: nd, the grid's sizes, A, J, the J deltas.
+template <class T>
+FG_INLINE void fg_plane_sums(const int64_t* m, int64_t r0, int64_t r1, const T* z, T* out) {
+  const int nd = (int)m[0];
+  const int64_t *n = m + 1, J = m[nd + 2];
+  const int64_t* deltas = m + nd + 3;
+  int64_t g = 1;
+  for (int a = 0; a < nd; ++a) g *= n[a];
+  const int64_t w = n[nd - 1];
+  for (int64_t a = r0; a < r1; ++a) {
+    T* o = out + a * g;
+    fg_plane_shift(nd, n, g, deltas, z + a * J * g, o);
+    for (int64_t j = 1; j < J; ++j) {
+      int64_t lo[FG_PLANES_MAXD], hi[FG_PLANES_MAXD], shift;
+      if (!fg_plane_box(nd, n, deltas + j * nd, lo, hi, &shift)) continue;
+      const T* s = z + (a * J + j) * g + shift;
+      const int64_t cb = lo[nd - 1], ce = hi[nd - 1];
+      fg_plane_box_rows(nd, n, lo, hi, [&](int64_t row) {
+        T* r = o + row * w;
+        const T* sr = s + row * w;
+        #pragma omp simd
+        for (int64_t c = cb; c < ce; ++c) r[c] = fg_add(r[c], sr[c]);
+      });
+    }
+  }
+}
+"""
+
+
+def _c_planes(copies, sums) -> _Planes:
+    """:class:`_Planes` by the C++ helpers ``copies`` and ``sums`` (see ``PLANES_C``)."""
+    def shifted_copies(xp, src, sizes, shifts):
+        item = src.itemsize
+        if src.strides[-1] != item or any(s % item for s in src.strides):
+            src = xp.ascontiguousarray(src)
+        a, b, size = src.shape
+        meta = (len(sizes), *sizes, a, len(shifts), b, src.strides[0] // item,
+                src.strides[1] // item, *itertools.chain(*shifts))
+        return copies(a * len(shifts) * b, size, meta, [(a, len(shifts), b, size)], src)[0]
+
+    def shifted_sum(xp, z, sizes, shifts):
+        a, j, size = z.shape
+        meta = (len(sizes), *sizes, a, j, *itertools.chain(*shifts))
+        return sums(a, size, meta, [(a, size)], z)[0]
+    # One pass over each plane: it pays wherever planes shift (numpy's rule is for numpy).
+    return _Planes(shifted_copies, shifted_sum, lambda planes, sizes: planes * math.prod(sizes) > 0)
+
+
+def _conv_c_run(xp, helpers, lhs, rhs, **params):
+    return _conv_impl(xp, lhs, rhs, **params, planes=_c_planes(*helpers))
+
+
+def _conv_c_kernel(in_avals, out_avals, **params):
+    """The impl with shifted planes by C++ (up to 8 spatial axes)."""
+    dtype = params["preferred_element_type"] or in_avals[0].dtype
+    if len(in_avals[0].shape) - 2 > 8:
+        return None
+    helpers = (core.CHelper(PLANES_C, "", "fg_plane_copies(m, r0, r1, in0, out0);", (dtype,),
+                            (dtype,), strided=True),
+               core.CHelper(PLANES_C, "", "fg_plane_sums(m, r0, r1, in0, out0);", (dtype,),
+                            (dtype,)))
+    return core.CImpl(helpers, functools.partial(_conv_c_run, **params))
+
+
 conv_general_dilated_p = core.Primitive("conv_general_dilated")
 conv_general_dilated_p.impl = _conv_impl
 conv_general_dilated_p.abstract_eval = _conv_abstract
 conv_general_dilated_p.transpose = _conv_transpose
 conv_general_dilated_p.batch = _conv_batch
 conv_general_dilated_p.fresh_result = True      # from BLAS products or new buffers
+conv_general_dilated_p.c_kernel = _conv_c_kernel
 defjvp(conv_general_dilated_p,
        lambda g, ans, lhs, rhs, **params: conv_general_dilated_p.bind(g, rhs, **params),
        lambda g, ans, lhs, rhs, **params: conv_general_dilated_p.bind(lhs, g, **params))
@@ -943,27 +1124,28 @@ WINDOW_C = r"""
 // p = t*s + j*wd - lo: element p/bd where that is a whole index inside the operand, else
 // padding (the identity of the reduction, or 0).
 #ifndef FG_DEVICE
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define FG_DEVICE __device__
+#else
 #define FG_DEVICE
+#endif
 #endif
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define FG_UNROLL _Pragma("unroll")
 #else
 #define FG_UNROLL _Pragma("GCC unroll 16")
 #endif
-#define FG_WINDOW_ID(T, LOW, HIGH) \
-  FG_INLINE T fg_window_lowest(T) { return LOW; } FG_INLINE T fg_window_highest(T) { return HIGH; }
-FG_WINDOW_ID(float, -INFINITY, INFINITY)
-FG_WINDOW_ID(double, -(double)INFINITY, (double)INFINITY)
-FG_WINDOW_ID(bool, false, true)
-FG_WINDOW_ID(int8_t, INT8_MIN, INT8_MAX)
-FG_WINDOW_ID(int16_t, INT16_MIN, INT16_MAX)
-FG_WINDOW_ID(int32_t, INT32_MIN, INT32_MAX)
-FG_WINDOW_ID(int64_t, INT64_MIN, INT64_MAX)
-FG_WINDOW_ID(uint8_t, 0, UINT8_MAX)
-FG_WINDOW_ID(uint16_t, 0, UINT16_MAX)
-FG_WINDOW_ID(uint32_t, 0, UINT32_MAX)
-FG_WINDOW_ID(uint64_t, 0, UINT64_MAX)
-#undef FG_WINDOW_ID
+// The identities of max and min: the lowest and highest values of T.
+template <class T> FG_INLINE T fg_window_highest(T) {
+  return T(-1) < T(0) ? T((((uint64_t)1) << (sizeof(T) * 8 - 1)) - 1) : T(~T(0));
+}
+template <class T> FG_INLINE T fg_window_lowest(T) {
+  return T(-1) < T(0) ? T(-fg_window_highest(T(0)) - 1) : T(0);
+}
+FG_INLINE float fg_window_highest(float) { return fg_bitcast<float>((uint32_t)0x7f800000u); }
+FG_INLINE float fg_window_lowest(float) { return -fg_window_highest(0.0f); }
+FG_INLINE double fg_window_highest(double) { return fg_bitcast<double>((uint64_t)0x7ff0000000000000ull); }
+FG_INLINE double fg_window_lowest(double) { return -fg_window_highest(0.0); }
 // max / min: the identity, numpy's combine (NaN wins), and whether v beats the best so far
 // for the position of the first extremum (the first NaN, else the first strict improvement).
 struct fg_window_max {
