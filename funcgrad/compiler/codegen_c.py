@@ -593,12 +593,12 @@ def translation_unit(kernels: list[fusion.Kernel], name: str,
                               [a.dtype for a in k.out_avals]))
         names.append(k.name)
     for k in primitive_kernels:
-        parts.append(_primitive_code(k) + _entry(k.name, f"{k.name}::run", k.in_dtypes,
-                                                 k.out_dtypes, k.strided, k.dynamic))
+        parts.append(_primitive_code(k) + _entry(k.name, f"{k.name}::run", k.code.in_dtypes,
+                                                 k.code.out_dtypes, k.code.strided, k.dynamic))
         names.append(k.name)
     entries = [f'  {{"{n}", (PyCFunction)(void (*)(void)){n}_py, METH_FASTCALL, NULL}},'
                for n in names]
-    preludes = list(dict.fromkeys(k.prelude for k in primitive_kernels if k.prelude))
+    preludes = list(dict.fromkeys(k.code.prelude for k in primitive_kernels if k.code.prelude))
     exports = ("static PyMethodDef fg_methods[] = {\n" + "\n".join(entries) + "\n};\n"
                "FG_EXPORT int fg_init(void) { return _import_array(); }\n"
                "FG_EXPORT PyObject* fg_make(int k, PyObject* meta) {\n"
@@ -618,14 +618,16 @@ class PrimitiveKernel(NamedTuple):
     named ``name`` (its namespace). Its metadata (sizes) is bound per call site, or, for the
     ``dynamic`` helpers of a :class:`~funcgrad.core.CImpl`, given per call."""
     name: str
-    primitive: Primitive
-    prelude: str
-    decls: str
-    body: str
-    in_dtypes: tuple[np.dtype, ...]
-    out_dtypes: tuple[np.dtype, ...]
-    strided: bool = False
+    primitive: Primitive | None
+    code: CHelper               # dtypes as np.dtype
     dynamic: bool = False
+
+
+def _code(prelude: str, decls: str, body: str, in_dtypes, out_dtypes,
+          strided: bool = False) -> CHelper:
+    """A kernel's code with its dtypes normalized (kernels of equal code are one kernel)."""
+    return CHelper(prelude, decls, body, tuple(map(np.dtype, in_dtypes)),
+                   tuple(map(np.dtype, out_dtypes)), strided)
 
 
 class ImplCall(NamedTuple):
@@ -644,7 +646,7 @@ def primitive_kernels(jaxpr: Jaxpr) -> tuple[list[PrimitiveKernel], dict[Eqn, tu
     calls: dict[Eqn, tuple[int, bytes] | ImplCall] = {}
 
     def add(prim, kernel: PrimitiveKernel) -> int:
-        key = kernel[2:]
+        key = kernel[2:]                # its code and whether it is dynamic
         if key not in index:
             index[key] = len(kernels)
             kernels.append(kernel._replace(name=f"{prim.name}{len(kernels)}"))
@@ -659,18 +661,16 @@ def primitive_kernels(jaxpr: Jaxpr) -> tuple[list[PrimitiveKernel], dict[Eqn, tu
             continue
         spec = rule(ins, outs, **e.params)
         if isinstance(spec, CKernel):
-            k = add(e.primitive, PrimitiveKernel("", e.primitive, spec.prelude, spec.decls, spec.body,
-                                                 tuple(a.dtype for a in ins),
-                                                 tuple(a.dtype for a in outs)))
+            code = _code(spec.prelude, spec.decls, spec.body, [a.dtype for a in ins],
+                         [a.dtype for a in outs])
+            k = add(e.primitive, PrimitiveKernel("", e.primitive, code))
             calls[e] = (k, primitive_metadata(spec, outs))
         elif isinstance(spec, CImpl):
             if any(np.dtype(d) not in C_TYPES for h in spec.helpers
                    for d in h.in_dtypes + h.out_dtypes):
                 continue
-            helpers = tuple(add(e.primitive, PrimitiveKernel(
-                "", e.primitive, h.prelude, h.decls, h.body,
-                tuple(map(np.dtype, h.in_dtypes)), tuple(map(np.dtype, h.out_dtypes)),
-                h.strided, True)) for h in spec.helpers)
+            helpers = tuple(add(e.primitive, PrimitiveKernel("", e.primitive, _code(*h), True))
+                            for h in spec.helpers)
             calls[e] = ImplCall(spec.run, helpers)
     return kernels, calls
 
@@ -684,31 +684,33 @@ class Helper:
         self.fn = fn
 
     def __call__(self, rows: int, row_size: int, meta, out_shapes, *operands) -> tuple:
-        shapes = [x for shape in out_shapes for x in (len(shape), *shape)]
-        header = [rows * row_size, rows, row_size, 0, META_SIZES + len(meta)]
-        return self.fn(np.asarray(header + list(meta) + shapes, np.int64).tobytes(), *operands)
+        return self.fn(_metadata(rows, row_size, meta, out_shapes), *operands)
 
 
 def primitive_metadata(spec: CKernel, out_avals: list[ShapedArray]) -> bytes:
+    """The metadata of a :class:`~funcgrad.core.CKernel` for outputs ``out_avals``."""
+    return _metadata(spec.rows, spec.row_size, spec.meta, [a.shape for a in out_avals])
+
+
+def _metadata(rows: int, row_size: int, meta, out_shapes) -> bytes:
     """The header (work items, rows, row size, unused, where output shapes start), the
     rule's ``meta`` (``m`` in its code), and the output shapes."""
-    outputs = [x for a in out_avals for x in (a.ndim, *a.shape)]
-    header = [spec.rows * spec.row_size, spec.rows, spec.row_size, 0,
-              META_SIZES + len(spec.meta)]
-    return np.asarray(header + list(spec.meta) + outputs, np.int64).tobytes()
+    shapes = [x for shape in out_shapes for x in (len(shape), *shape)]
+    header = [rows * row_size, rows, row_size, 0, META_SIZES + len(meta)]
+    return np.asarray(header + list(meta) + shapes, np.int64).tobytes()
 
 
 def _primitive_code(k: PrimitiveKernel) -> str:
     """The rule's code as ``rows`` (rows [r0, r1)) and ``run`` (all rows, in parallel above
     :data:`PARALLEL_MIN` work items), in namespace ``k.name``."""
-    n_in = len(k.in_dtypes)
+    n_in = len(k.code.in_dtypes)
     pointers = [f"  const {c_type(d)}* in{i} = (const {c_type(d)}*)p[{i}];"
-                for i, d in enumerate(k.in_dtypes)]
+                for i, d in enumerate(k.code.in_dtypes)]
     pointers += [f"  {c_type(d)}* out{i} = ({c_type(d)}*)p[{n_in + i}];"
-                 for i, d in enumerate(k.out_dtypes)]
-    return (f"namespace {k.name} {{\n{k.decls}"
+                 for i, d in enumerate(k.code.out_dtypes)]
+    return (f"namespace {k.name} {{\n{k.code.decls}"
             "static void rows(char* const* p, const int64_t* m, int64_t r0, int64_t r1) {\n"
-            + "\n".join(pointers) + f"\n  {k.body}\n}}\n"
+            + "\n".join(pointers) + f"\n  {k.code.body}\n}}\n"
             "static void run(char* const* p, const int64_t* m) {\n"
             f"  const int64_t n = m[{META_ROWS}];\n"
             f"  if (!fg_parallel(m[{META_N}])) {{ rows(p, m + {META_SIZES}, 0, n); return; }}\n"
@@ -779,9 +781,7 @@ def build(kernels: list[fusion.Kernel], name: str, primitive_kernels: list[Primi
 def compile_helpers(helpers: Sequence[CHelper], name: str = "helpers") -> list[Helper]:
     """``helpers`` (of a :class:`~funcgrad.core.CImpl`) compiled on their own, outside any
     jitted function."""
-    kernels = [PrimitiveKernel(f"{name}{i}", None, h.prelude, h.decls, h.body,
-                               tuple(map(np.dtype, h.in_dtypes)),
-                               tuple(map(np.dtype, h.out_dtypes)), h.strided, True)
+    kernels = [PrimitiveKernel(f"{name}{i}", None, _code(*h), True)
                for i, h in enumerate(helpers)]
     lib = load(translation_unit([], name, kernels))
     return [Helper(lib.fg_make(i, None)) for i in range(len(kernels))]
@@ -790,8 +790,8 @@ def compile_helpers(helpers: Sequence[CHelper], name: str = "helpers") -> list[H
 def describe(kernel: fusion.Kernel | PrimitiveKernel, part: str) -> str:
     """A kernel's source as ``lower().kernels`` shows it: what it computes, then its code."""
     if isinstance(kernel, PrimitiveKernel):
-        ins = ", ".join(d.name for d in kernel.in_dtypes)
-        outs = ", ".join(d.name for d in kernel.out_dtypes)
+        ins = ", ".join(d.name for d in kernel.code.in_dtypes)
+        outs = ", ".join(d.name for d in kernel.code.out_dtypes)
         return f"// {kernel.name}: {kernel.primitive.name} ({ins}) -> ({outs})\n{part}"
     ins = ", ".join(a.str_short() for a in kernel.in_avals)
     outs = ", ".join(a.str_short() for a in kernel.out_avals)
