@@ -180,6 +180,20 @@ def programs(draw, dtypes=DTYPES, max_ops: int = 8, reduce: bool = True, views: 
     return prog
 
 
+def side_by_side(progs: list[Program], rng: np.random.Generator):
+    """``(f, inputs)``: one function running ``progs`` on their own inputs, all outputs."""
+    inputs = [p.make_inputs(rng) for p in progs]
+    counts = [len(xs) for xs in inputs]
+
+    def f(*xs):
+        outs, at = [], 0
+        for p, n in zip(progs, counts):
+            outs += p(*xs[at:at + n])
+            at += n
+        return outs
+    return f, [x for xs in inputs for x in xs]
+
+
 def assert_same_bits(got, want, err_msg: str = ""):
     """Equal values, and for floats equal bits (signed zeros) with NaN where NaN is."""
     got, want = np.asarray(got), np.asarray(want)

@@ -21,7 +21,7 @@ from funcgrad import jit, lax, value_and_grad
 from funcgrad.compiler import cache, codegen_c
 from funcgrad.primitives import elementwise as ew, reduction as red
 
-from fusion_programs import FLOAT, assert_same_bits, programs
+from fusion_programs import FLOAT, assert_same_bits, programs, side_by_side
 
 pytestmark = pytest.mark.needs_compiler
 
@@ -48,17 +48,7 @@ def arr(*shape, dtype=np.float32, seed=0):
 @settings(max_examples=10, deadline=None)
 @given(progs=st.lists(programs(), min_size=1, max_size=4), seed=st.integers(0, 2 ** 16))
 def test_random_exact_programs_give_numpys_bits(progs, seed):
-    rng = np.random.default_rng(seed)
-    inputs = [p.make_inputs(rng) for p in progs]
-    flat = [x for xs in inputs for x in xs]
-    counts = [len(xs) for xs in inputs]
-
-    def f(*xs):
-        outs, at = [], 0
-        for p, n in zip(progs, counts):
-            outs += p(*xs[at:at + n])
-            at += n
-        return outs
+    f, flat = side_by_side(progs, np.random.default_rng(seed))
     with np.errstate(all="ignore"):
         got, want = both(f, *flat, expect_kernels=False)
     with np.errstate(all="ignore"):

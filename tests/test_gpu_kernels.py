@@ -32,7 +32,7 @@ from funcgrad import jit, lax, make_jaxpr, value_and_grad
 from funcgrad.compiler import cache, codegen_cupy, fusion, passes, pipeline
 from funcgrad.primitives import elementwise as ew
 
-from fusion_programs import assert_same_bits, programs
+from fusion_programs import assert_same_bits, programs, side_by_side
 
 ARCH = "90"
 
@@ -183,17 +183,7 @@ def lowering_source(f, *args) -> str:
 @settings(max_examples=6, deadline=None)
 @given(progs=st.lists(programs(), min_size=2, max_size=4), seed=st.integers(0, 2 ** 16))
 def test_random_exact_programs_on_the_gpu_code_path(progs, seed):
-    rng = np.random.default_rng(seed)
-    inputs = [p.make_inputs(rng) for p in progs]
-    flat = [x for xs in inputs for x in xs]
-    counts = [len(xs) for xs in inputs]
-
-    def f(*xs):
-        outs, at = [], 0
-        for p, n in zip(progs, counts):
-            outs += p(*xs[at:at + n])
-            at += n
-        return outs
+    f, flat = side_by_side(progs, np.random.default_rng(seed))
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(sys.modules, "cupy", fake_cupy())
         with np.errstate(all="ignore"):

@@ -1243,8 +1243,11 @@ FG_INLINE void fg_window_reduce_columns(const int64_t* n, const int64_t* t, cons
     }
   }
 }
-template <class G, class Op, class T>
-FG_INLINE void fg_window_reduce(const int64_t* m, int64_t r0, int64_t r1, const T* x, T* out) {
+// The row loop of the window kernels over window rows [r0, r1): per row, the operand rows
+// its windows read (src, -1 for padding) and the columns [ib, ie) whose windows hold no
+// padding at all (empty when a whole window row is padding): f(row, src, ib, ie).
+template <class G, class F>
+FG_INLINE void fg_window_rows(const int64_t* m, int64_t r0, int64_t r1, F f) {
   constexpr int L = G::nd - 1;
   const int64_t *n = m, *t = m + G::nd;
   int64_t idx[G::nd], src[G::rsize], ib, ie;
@@ -1252,13 +1255,17 @@ FG_INLINE void fg_window_reduce(const int64_t* m, int64_t r0, int64_t r1, const 
   fg_window_row_index<G>(t, r0, idx);
   for (int64_t row = r0; row < r1; ++row, fg_window_next_row<G>(t, idx)) {
     fg_window_sources<G>(n, idx, src);
-    T* o = out + row * t[L];
     bool inside = true;
     for (int64_t i = 0; i < G::rsize; ++i) inside = inside && src[i] >= 0;
-    if (!inside) {
-      fg_window_reduce_columns<G, Op>(n, t, src, 0, t[L], x, o);
-      continue;
-    }
+    f(row, (const int64_t*)src, inside ? ib : t[L], inside ? ie : t[L]);
+  }
+}
+template <class G, class Op, class T>
+FG_INLINE void fg_window_reduce(const int64_t* m, int64_t r0, int64_t r1, const T* x, T* out) {
+  constexpr int L = G::nd - 1;
+  const int64_t *n = m, *t = m + G::nd;
+  fg_window_rows<G>(m, r0, r1, [&](int64_t row, const int64_t* src, int64_t ib, int64_t ie) {
+    T* o = out + row * t[L];
     fg_window_reduce_columns<G, Op>(n, t, src, 0, ib, x, o);
     fg_window_reduce_columns<G, Op>(n, t, src, ie, t[L], x, o);
     #pragma omp simd
@@ -1269,7 +1276,7 @@ FG_INLINE void fg_window_reduce(const int64_t* m, int64_t r0, int64_t r1, const 
           acc = Op::combine(acc, x[src[fg_window_row_major<G>(i)] + c * G::s[L] + jl * G::wd[L] - G::lo[L]]);
       o[c] = acc;
     }
-  }
+  });
 }
 
 // reduce_window_argmax / _argmin over window rows [r0, r1): the row-major position of the
@@ -1297,18 +1304,8 @@ template <class G, class Op, class T, class P>
 FG_INLINE void fg_window_position(const int64_t* m, int64_t r0, int64_t r1, const T* x, P* out) {
   constexpr int L = G::nd - 1;
   const int64_t *n = m, *t = m + G::nd;
-  int64_t idx[G::nd], src[G::rsize], ib, ie;
-  fg_window_interior<G>(n, t, &ib, &ie);
-  fg_window_row_index<G>(t, r0, idx);
-  for (int64_t row = r0; row < r1; ++row, fg_window_next_row<G>(t, idx)) {
-    fg_window_sources<G>(n, idx, src);
+  fg_window_rows<G>(m, r0, r1, [&](int64_t row, const int64_t* src, int64_t ib, int64_t ie) {
     P* o = out + row * t[L];
-    bool inside = true;
-    for (int64_t i = 0; i < G::rsize; ++i) inside = inside && src[i] >= 0;
-    if (!inside) {
-      fg_window_position_columns<G, Op>(n, t, src, 0, t[L], x, o);
-      continue;
-    }
     fg_window_position_columns<G, Op>(n, t, src, 0, ib, x, o);
     fg_window_position_columns<G, Op>(n, t, src, ie, t[L], x, o);
     #pragma omp simd
@@ -1324,7 +1321,7 @@ FG_INLINE void fg_window_position(const int64_t* m, int64_t r0, int64_t r1, cons
         }
       o[c] = at;
     }
-  }
+  });
 }
 
 // window_gather over window rows [r0, r1): each window's element at its row-major position
