@@ -510,6 +510,10 @@ class Trace:
             return self._const(x)
         raise TypeError(f"{type(x).__name__} is not a valid array value: {x!r:.80}")
 
+    def const(self, x) -> "Tracer":
+        """``x`` (a concrete array) as a constant of this trace."""
+        return Tracer(self, self._const(x))
+
     def _const(self, x) -> Var:
         v = self._const_index.get(id(x))
         if v is None:

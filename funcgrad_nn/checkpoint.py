@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from funcgrad.tree_util import tree_flatten_with_path, tree_unflatten
+from funcgrad.tree_util import keystr, tree_flatten_with_path, tree_unflatten
 
 FORMAT = "funcgrad-checkpoint/1"
 _META = "__funcgrad_meta__"
@@ -56,12 +56,15 @@ def save(path: str | os.PathLike, tree: Any, **metadata) -> None:
     """Atomically write ``tree`` (a pytree of arrays and scalars) and JSON-able metadata."""
     path = os.fspath(path)
     leaves, _ = tree_flatten_with_path(tree)
-    arrays = {}
+    arrays, paths = {}, {}
     for p, leaf in leaves:
-        arr = np.asarray(leaf)
+        key, arr = _path_str(p), np.asarray(leaf)
         if arr.dtype == object:
-            raise CheckpointError(f"checkpoint leaf {_path_str(p)} is not an array: {type(leaf).__name__}")
-        arrays[_path_str(p)] = arr
+            raise CheckpointError(f"checkpoint leaf {key} is not an array: {type(leaf).__name__}")
+        if key in paths:
+            raise CheckpointError(f"checkpoint leaves {keystr(paths[key])} and {keystr(p)} would "
+                                  f"both be stored as {key!r}: rename a key")
+        arrays[key], paths[key] = arr, p
     meta = {"format": FORMAT, "structure": _describe(tree), "order": list(arrays), "metadata": metadata}
     try:
         meta_bytes = json.dumps(meta).encode()
@@ -95,7 +98,14 @@ def _read(path) -> tuple[dict[str, np.ndarray], dict]:
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise CheckpointError(f"corrupt checkpoint {path}: {e}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"{path} is not a funcgrad checkpoint (a single .npy array, not an "
+                              ".npz archive)")
+    try:
+        with data:
             arrays = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise CheckpointError(f"corrupt checkpoint {path}: {e}") from None
@@ -133,7 +143,9 @@ def _rebuild(desc, arrays, prefix: tuple):
 
 
 def load(path) -> tuple[Any, dict]:
-    """Read a checkpoint as plain containers (named tuples become dicts) and its metadata."""
+    """Read a checkpoint as plain containers and its metadata. Named tuples become dicts
+    and dict keys strings (``{1: x}`` loads as ``{"1": x}``); :func:`restore` rebuilds the
+    original containers and keys from a template."""
     arrays, meta = _read(path)
     try:
         tree = _rebuild(meta["structure"], arrays, ())

@@ -10,6 +10,12 @@ import funcgrad.numpy as fnp
 from funcgrad import random
 
 
+def check_lengths(x, y, where: str) -> None:
+    """``x`` and ``y`` must hold the same number of examples."""
+    if len(x) != len(y):
+        raise ValueError(f"{where}: x has {len(x)} examples but y has {len(y)}")
+
+
 def train_val_split(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2, seed: int = 0,
                     stratify: bool = True):
     """Shuffle and split ``(x, y)`` into ``(x_train, y_train), (x_val, y_val)``.
@@ -17,8 +23,7 @@ def train_val_split(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2, see
     With ``stratify`` (integer labels), each class is split in the same proportion."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
+    check_lengths(x, y, "train_val_split")
     rng = np.random.default_rng(seed)
     if stratify and np.asarray(y).ndim == 1 and np.issubdtype(np.asarray(y).dtype, np.integer):
         val_idx = []
@@ -44,6 +49,8 @@ def minibatches(x: np.ndarray, y: np.ndarray | None = None, batch_size: int = 64
     The order depends only on ``(seed, epoch)``, so resumed runs see the same batches."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if y is not None:
+        check_lengths(x, y, "minibatches")
     n = len(x)
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n

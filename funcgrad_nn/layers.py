@@ -105,12 +105,26 @@ def _split(rng, n: int) -> list:
     return list(random.split(rng, n)) if rng is not None else [None] * n
 
 
-class Sequential(Module):
-    """Layers applied in order; each child's params/state live under its name."""
+def _as_layer(layer: Module | Callable) -> Module:
+    """A layer, or a plain function ``x -> y`` as a parameter-free :class:`Lambda` layer."""
+    if isinstance(layer, Module):
+        return layer
+    if isinstance(layer, type) and issubclass(layer, Module):
+        raise TypeError(f"Sequential: got the class {layer.__name__}, not a layer; instantiate "
+                        f"it: {layer.__name__}(...)")
+    if not callable(layer):
+        raise TypeError(f"Sequential: expected layers (Modules) or functions x -> y, got "
+                        f"{type(layer).__name__}")
+    return Lambda(layer)
 
-    def __init__(self, layers: Sequence[Module], *, name: str | None = None):
+
+class Sequential(Module):
+    """Layers applied in order; each child's params/state live under its name. A plain
+    function ``x -> y`` among them is a parameter-free layer (:class:`Lambda`)."""
+
+    def __init__(self, layers: Sequence[Module | Callable], *, name: str | None = None):
         super().__init__(name=name)
-        self.layers = list(layers)
+        self.layers = [_as_layer(layer) for layer in layers]
         self.names = [l.name or f"{l.default_name()}_{i}" for i, l in enumerate(self.layers)]
         duplicates = sorted({n for n in self.names if self.names.count(n) > 1})
         if duplicates:
@@ -266,24 +280,40 @@ class Embedding(Module):
 _NCHW = ("NCHW", "OIHW", "NCHW")
 
 
-def _pair(v, what: str) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, int) else tuple(v)
-    if len(pair) != 2 or not all(isinstance(i, int) for i in pair):
+def _pair(v, what: str, minimum: int = 1) -> tuple[int, int]:
+    """``v`` or ``(v, v)`` as a pair of ints, each at least ``minimum``."""
+    pair = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (tuple, list)) else None
+    if pair is None or not all(isinstance(i, int) for i in pair):
+        raise TypeError(f"{what} must be an int or a pair of ints, got {v!r}")
+    if len(pair) != 2:
         raise ValueError(f"{what} must be an int or a pair of ints, got {v!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{what} must be at least {minimum}, got {v!r}")
     return pair
 
 
-def _padding(padding, what: str = "padding"):
-    """"SAME"/"VALID", an int, ``(ph, pw)``, or ``((top, bottom), (left, right))``."""
+def _padding(padding, what: str):
+    """"SAME"/"VALID", an int, ``(ph, pw)``, or ``((top, bottom), (left, right))``; not negative."""
     if isinstance(padding, str):
         if padding.upper() not in ("SAME", "VALID"):
             raise ValueError(f"{what} must be 'SAME', 'VALID', an int or pairs, got {padding!r}")
         return padding.upper()
     if isinstance(padding, int):
-        return ((padding, padding),) * 2
-    if len(padding) != 2:
-        raise ValueError(f"{what} must have one entry per spatial axis, got {padding!r}")
-    return tuple(_pair(p, what) for p in padding)
+        padding = (padding, padding)
+    if not isinstance(padding, (tuple, list)) or len(padding) != 2:
+        raise ValueError(f"{what} must be 'SAME', 'VALID', an int or one entry per spatial axis, "
+                         f"got {padding!r}")
+    return tuple(_pair(p, what, minimum=0) for p in padding)
+
+
+def _conv(x, w, b, strides, padding, **dilations):
+    """NCHW/OIHW ``lax.conv_general_dilated`` plus bias ``b`` (or None), with ``x`` and ``w``
+    promoted to one dtype as ``matmul`` promotes them in :class:`Dense` (so integer images
+    meet float kernels)."""
+    dtype = np.result_type(_dtype(x), _dtype(w))
+    y = lax.conv_general_dilated(fnp.asarray(x, dtype), fnp.asarray(w, dtype), strides, padding,
+                                 dimension_numbers=_NCHW, **dilations)
+    return y if b is None else y + fnp.reshape(b, (1, -1, 1, 1))
 
 
 class Conv2D(Module):
@@ -301,9 +331,11 @@ class Conv2D(Module):
         if features <= 0 or groups <= 0 or features % groups:
             raise ValueError(f"Conv2D: features ({features}) must be a positive multiple of "
                              f"groups ({groups})")
-        self.features, self.kernel_size = features, _pair(kernel_size, "kernel_size")
-        self.stride, self.dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-        self.padding, self.groups, self.use_bias = _padding(padding), groups, use_bias
+        self.features, self.kernel_size = features, _pair(kernel_size, "Conv2D: kernel_size")
+        self.stride = _pair(stride, "Conv2D: stride")
+        self.dilation = _pair(dilation, "Conv2D: dilation")
+        self.padding, self.groups = _padding(padding, "Conv2D: padding"), groups
+        self.use_bias = use_bias
         self.w_init, self.b_init = initializers.get(w_init), initializers.get(b_init)
 
     def init(self, key, x):
@@ -323,12 +355,9 @@ class Conv2D(Module):
         cin = fnp.shape(params["w"])[1] * self.groups
         if fnp.shape(x)[1] != cin:
             raise self._error(f"expects {cin} input channels (axis 1 of NCHW), got shape {fnp.shape(x)}")
-        y = lax.conv_general_dilated(x, params["w"], self.stride, self.padding,
-                                     rhs_dilation=self.dilation, dimension_numbers=_NCHW,
-                                     feature_group_count=self.groups)
-        if self.use_bias:
-            y = y + fnp.reshape(params["b"], (1, -1, 1, 1))
-        return y, state
+        return _conv(x, params["w"], params["b"] if self.use_bias else None, self.stride,
+                     self.padding, rhs_dilation=self.dilation,
+                     feature_group_count=self.groups), state
 
 
 class ConvTranspose2D(Module):
@@ -342,8 +371,10 @@ class ConvTranspose2D(Module):
         super().__init__(name=name)
         if features <= 0:
             raise ValueError(f"ConvTranspose2D: features must be positive, got {features}")
-        self.features, self.kernel_size = features, _pair(kernel_size, "kernel_size")
-        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        self.features = features
+        self.kernel_size = _pair(kernel_size, "ConvTranspose2D: kernel_size")
+        self.stride = _pair(stride, "ConvTranspose2D: stride")
+        self.padding = _pair(padding, "ConvTranspose2D: padding", minimum=0)
         if any(p >= k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"ConvTranspose2D: padding {self.padding} must be smaller than the "
                              f"kernel {self.kernel_size}")
@@ -368,11 +399,8 @@ class ConvTranspose2D(Module):
         # kernel, input/output channels swapped, padded by k - 1 - padding.
         w = fnp.flip(fnp.swapaxes(params["w"], 0, 1), (2, 3))
         pads = tuple((k - 1 - p, k - 1 - p) for k, p in zip(self.kernel_size, self.padding))
-        y = lax.conv_general_dilated(x, w, (1, 1), pads, lhs_dilation=self.stride,
-                                     dimension_numbers=_NCHW)
-        if self.use_bias:
-            y = y + fnp.reshape(params["b"], (1, -1, 1, 1))
-        return y, state
+        return _conv(x, w, params["b"] if self.use_bias else None, (1, 1), pads,
+                     lhs_dilation=self.stride), state
 
 
 class _Pool2D(Module):
@@ -380,9 +408,10 @@ class _Pool2D(Module):
 
     def __init__(self, window=2, stride=None, padding="VALID", *, name: str | None = None):
         super().__init__(name=name)
-        self.window = _pair(window, "window")
-        self.stride = self.window if stride is None else _pair(stride, "stride")
-        self.padding = _padding(padding)
+        label = type(self).__name__
+        self.window = _pair(window, f"{label}: window")
+        self.stride = self.window if stride is None else _pair(stride, f"{label}: stride")
+        self.padding = _padding(padding, f"{label}: padding")
 
     def _reduce(self, x, computation):
         """``reduce_window`` over the spatial axes of NCHW ``x``."""
@@ -462,6 +491,12 @@ class BatchNorm(Module):
         c = fnp.shape(params["gamma"])[0]
         if fnp.shape(x)[axis] != c:
             raise self._error(f"expects {c} features on axis {axis}, got shape {fnp.shape(x)}")
+        if not {"mean", "var"} <= set(state):
+            raise self._error(f"needs its state {{'mean', 'var'}} from init (params, state = "
+                              f"model.init(key, x)), got keys {sorted(state)}")
+        if train and math.prod(fnp.shape(x)[a] for a in reduce_axes) == 1:
+            raise self._error(f"training mode needs more than one value per feature to compute "
+                              f"batch statistics, got shape {fnp.shape(x)}")
         shape = tuple(c if i == axis else 1 for i in range(fnp.ndim(x)))
         if train:
             mean = fnp.mean(x, axis=reduce_axes)
@@ -664,15 +699,31 @@ class RNN(Module):
 
     def init(self, key, x):
         self._check_rank(x, 3, "(N, T, D)")
+        if fnp.shape(x)[1] == 0:
+            raise self._error(f"needs an example input with at least one time step, got shape "
+                              f"{fnp.shape(x)}")
         return self.cell.init(key, x[:, 0]), {}
+
+    def _check_carry(self, carry, initial: tuple):
+        """A given carry must be shaped like the cell's initial one (``(h, c)`` for an LSTM)."""
+        want = tuple(fnp.shape(c) for c in initial)
+        got = tuple(fnp.shape(c) for c in carry) if isinstance(carry, (tuple, list)) else None
+        if got != want:
+            given = (f"shapes {got}" if got is not None
+                     else f"{type(carry).__name__} of shape {fnp.shape(carry)}")
+            raise self._error(f"{type(self.cell).__name__}'s carry is a tuple of {len(want)} "
+                              f"array(s) shaped {want} (as cell.initial_carry gives), got {given}")
 
     def apply(self, params, state, x, *, train=False, rng=None, carry=None):
         self._check_rank(x, 3, "(N, T, D)")
         d = fnp.shape(params["wx"])[0]
         if fnp.shape(x)[2] != d:
             raise self._error(f"expects {d} features per step, got shape {fnp.shape(x)}")
+        initial = self.cell.initial_carry(fnp.shape(x)[:1], _dtype(x))
         if carry is None:
-            carry = self.cell.initial_carry(fnp.shape(x)[:1], _dtype(x))
+            carry = initial
+        else:
+            self._check_carry(carry, initial)
         carry, ys = lax.scan(lambda c, xt: self.cell.step(params, c, xt), tuple(carry),
                              fnp.swapaxes(x, 0, 1), reverse=self.reverse)
         ys = fnp.swapaxes(ys, 0, 1)

@@ -3,11 +3,21 @@
 Losses return the mean over examples unless ``reduction`` is "sum" or "none" (per-example
 values). Classification losses take raw scores (logits) ``(..., C)`` and labels as integers
 ``(...)`` or one-hot / probability rows ``(..., C)``.
+
+Integer labels must be class ids in ``[0, C)``. Concrete labels outside that range raise a
+``ValueError``; traced ones (under ``jit``/``vmap``) cannot be checked while tracing, so the
+losses pick each example's class score with an integer gather, which funcgrad bounds-checks:
+an out-of-range label (a negative one included) raises ``IndexError`` when the compiled
+function runs instead of giving a wrong loss. ``accuracy`` counts traced ones as wrong.
 """
 from __future__ import annotations
 
+import numpy as np
+
+import funcgrad
 import funcgrad.numpy as fnp
 from funcgrad import nn as fnn
+from funcgrad.core import Tracer
 from funcgrad.tree_util import tree_leaves
 
 
@@ -22,8 +32,9 @@ def _reduce(per_example, reduction: str, count=None):
     raise ValueError(f"unknown reduction {reduction!r}: use 'mean', 'sum' or 'none'")
 
 
-def _is_one_hot(name: str, logits, labels) -> bool:
-    """Whether ``labels`` are one-hot rows (else integer class ids); checks the shapes."""
+def _is_one_hot(name: str, logits, labels, ignore_index: int | None = None) -> bool:
+    """Whether ``labels`` are one-hot rows (else integer class ids); checks the shapes, and
+    that concrete class ids (other than ``ignore_index``) are in ``[0, C)``."""
     ls, ys = fnp.shape(logits), fnp.shape(labels)
     if len(ls) < 1:
         raise ValueError(f"{name}: logits need a class axis, got shape {ls}")
@@ -35,7 +46,27 @@ def _is_one_hot(name: str, logits, labels) -> bool:
     if fnp.asarray(labels).dtype.kind not in "iu":
         raise ValueError(f"{name}: labels of shape {ys} must be integer class ids, got "
                          f"{fnp.asarray(labels).dtype}")
+    if not isinstance(labels, Tracer):
+        _check_class_ids(name, labels, ls[-1], ignore_index)
     return False
+
+
+def _check_class_ids(name: str, labels, num_classes: int, ignore_index: int | None):
+    labels = np.asarray(funcgrad.device_put(labels, "cpu"))      # from the GPU, or a list
+    bad = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
+    if bad.any():
+        raise ValueError(f"{name}: labels must be class ids in [0, {num_classes}) for "
+                         f"{num_classes} classes, got {np.unique(labels[bad]).tolist()}")
+
+
+def _pick(values, labels):
+    """``values[..., label]`` per example, by an integer gather that fails at run time for a
+    label outside ``[0, C)`` (negative labels are sent past the end rather than wrapping)."""
+    labels = fnp.asarray(labels)
+    index = fnp.where(labels < 0, fnp.shape(values)[-1], labels)
+    return fnp.take_along_axis(values, index[..., None], axis=-1)[..., 0]
 
 
 def softmax_cross_entropy(logits, labels, *, ignore_index: int | None = None,
@@ -46,17 +77,14 @@ def softmax_cross_entropy(logits, labels, *, ignore_index: int | None = None,
     With integer labels, examples whose label is ``ignore_index`` contribute 0 and are left
     out of the mean."""
     logp = fnn.log_softmax(logits, axis=-1)
-    if _is_one_hot("softmax_cross_entropy", logits, labels):
+    if _is_one_hot("softmax_cross_entropy", logits, labels, ignore_index):
         if ignore_index is not None:
             raise ValueError("softmax_cross_entropy: ignore_index needs integer labels")
         return _reduce(-fnp.sum(labels * logp, axis=-1), reduction)
-    num_classes = fnp.shape(logits)[-1]
     if ignore_index is None:
-        return _reduce(-fnp.sum(fnn.one_hot(labels, num_classes, dtype=logp.dtype) * logp, axis=-1),
-                       reduction)
+        return _reduce(-_pick(logp, labels), reduction)
     keep = labels != ignore_index
-    onehot = fnn.one_hot(fnp.where(keep, labels, 0), num_classes, dtype=logp.dtype)
-    per_example = -fnp.sum(onehot * logp, axis=-1) * keep
+    per_example = -_pick(logp, fnp.where(keep, labels, 0)) * keep
     return _reduce(per_example, reduction, count=fnp.sum(keep))
 
 
@@ -66,7 +94,7 @@ def multiclass_svm(scores, labels, *, margin: float = 1.0, reduction: str = "mea
     if _is_one_hot("multiclass_svm", scores, labels):
         raise ValueError("multiclass_svm: labels must be integer class ids, not one-hot rows")
     onehot = fnn.one_hot(labels, fnp.shape(scores)[-1], dtype=fnp.asarray(scores).dtype)
-    correct = fnp.sum(scores * onehot, axis=-1, keepdims=True)
+    correct = _pick(scores, labels)[..., None]
     margins = fnp.maximum(scores - correct + margin, 0) * (1 - onehot)
     return _reduce(fnp.sum(margins, axis=-1), reduction)
 
@@ -117,8 +145,9 @@ def l1_regularization(params, reg: float):
     return reg * sum(fnp.sum(fnp.abs(w)) for w in tree_leaves(params))
 
 
-def accuracy(logits, labels):
-    """Fraction of examples whose highest score is at the (integer or one-hot) label."""
+def accuracy(logits, labels, *, reduction: str = "mean"):
+    """Fraction of examples whose highest score is at the (integer or one-hot) label; with
+    ``reduction="sum"`` the number of them, with ``"none"`` a boolean per example."""
     if _is_one_hot("accuracy", logits, labels):
         labels = fnp.argmax(labels, axis=-1)
-    return fnp.mean(fnp.argmax(logits, axis=-1) == labels)
+    return _reduce(fnp.argmax(logits, axis=-1) == labels, reduction)

@@ -69,6 +69,17 @@ def _count0():
     return np.zeros((), np.int32)
 
 
+def _state_error(name: str, expected: str, state) -> TypeError:
+    return TypeError(f"{name}.update: expected {expected} that {name}'s init returns, got "
+                     f"{type(state).__name__} (another optimizer's state?)")
+
+
+def _check_state(name: str, state, expected: type) -> None:
+    """``state`` must be what ``name``'s own ``init`` made (not another optimizer's)."""
+    if not isinstance(state, expected):
+        raise _state_error(name, f"the {expected.__name__}", state)
+
+
 def apply_updates(params: Params, updates: Updates) -> Params:
     """``params + updates``, leaf by leaf, keeping each parameter's dtype."""
     return tree_map(lambda p, u: fnp.asarray(p + u, dtype=fnp.asarray(p).dtype) if u is not None else p,
@@ -82,6 +93,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         return tuple(t.init(params) for t in transforms)
 
     def update(updates, state, params=None):
+        if type(state) is not tuple or len(state) != len(transforms):
+            raise _state_error("chain", f"the tuple of {len(transforms)} states", state)
         new_state = []
         for t, s in zip(transforms, state):
             updates, s = t.update(updates, s, params)
@@ -106,6 +119,7 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
     schedule = as_schedule(schedule)
 
     def update(updates, state, params=None):
+        _check_state("scale_by_schedule", state, CountState)
         factor = schedule(state.count)
         return tree_map(lambda g: g * fnp.asarray(factor, fnp.asarray(g).dtype), updates), CountState(state.count + 1)
 
@@ -132,6 +146,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Grad
         return ScaleByAdamState(_count0(), _zeros_like_tree(params), _zeros_like_tree(params))
 
     def update(updates, state, params=None):
+        _check_state("scale_by_adam", state, ScaleByAdamState)
         count = state.count + 1
         mu = tree_map(lambda g, m: b1 * m + (1 - b1) * g, updates, state.mu)
         nu = tree_map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
@@ -205,6 +220,7 @@ def momentum(learning_rate: float | Schedule, mu: float = 0.9) -> GradientTransf
     """SGD with momentum: ``v = mu*v - lr*dx; x += v``."""
 
     def update(grads, state, params=None):
+        _check_state("momentum", state, VelocityState)
         v = tree_map(lambda g, v: mu * v - _lr(learning_rate, state.count, g) * g, grads, state.velocity)
         return v, VelocityState(state.count + 1, v)
 
@@ -215,6 +231,7 @@ def nesterov(learning_rate: float | Schedule, mu: float = 0.9) -> GradientTransf
     """Nesterov momentum: ``v_prev = v; v = mu*v - lr*dx; x += -mu*v_prev + (1+mu)*v``."""
 
     def update(grads, state, params=None):
+        _check_state("nesterov", state, VelocityState)
         v = tree_map(lambda g, v: mu * v - _lr(learning_rate, state.count, g) * g, grads, state.velocity)
         updates = tree_map(lambda vp, vn: -mu * vp + (1 + mu) * vn, state.velocity, v)
         return updates, VelocityState(state.count + 1, v)
@@ -231,6 +248,7 @@ def adagrad(learning_rate: float | Schedule, eps: float = 1e-7) -> GradientTrans
     """AdaGrad: ``cache += dx**2; x -= lr*dx/(sqrt(cache) + eps)``."""
 
     def update(grads, state, params=None):
+        _check_state("adagrad", state, CacheState)
         cache = tree_map(lambda g, c: c + g * g, grads, state.cache)
         updates = tree_map(lambda g, c: -_lr(learning_rate, state.count, g) * g / (fnp.sqrt(c) + eps), grads, cache)
         return updates, CacheState(state.count + 1, cache)
@@ -242,6 +260,7 @@ def rmsprop(learning_rate: float | Schedule, decay: float = 0.99, eps: float = 1
     """RMSProp: ``cache = decay*cache + (1-decay)*dx**2; x -= lr*dx/(sqrt(cache) + eps)``."""
 
     def update(grads, state, params=None):
+        _check_state("rmsprop", state, CacheState)
         cache = tree_map(lambda g, c: decay * c + (1 - decay) * g * g, grads, state.cache)
         updates = tree_map(lambda g, c: -_lr(learning_rate, state.count, g) * g / (fnp.sqrt(c) + eps), grads, cache)
         return updates, CacheState(state.count + 1, cache)

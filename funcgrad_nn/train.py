@@ -8,13 +8,13 @@ uninterrupted run would have.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
 import funcgrad
-import funcgrad.numpy as fnp
 from funcgrad import random
 
 from . import data as data_lib, losses
@@ -87,13 +87,29 @@ def make_train_step(model: Module, loss_fn: Callable, optimizer: GradientTransfo
     return funcgrad.jit(step, donate_argnums=0 if donate else ())
 
 
+def _check_takes_reduction(loss_fn: Callable) -> None:
+    """Evaluation sums losses over batches: ``loss_fn`` must accept ``reduction="sum"``."""
+    try:
+        params = inspect.signature(loss_fn).parameters.values()
+    except (TypeError, ValueError):          # no signature to inspect (some builtins): trust it
+        return
+    if not any(p.name == "reduction" or p.kind is p.VAR_KEYWORD for p in params):
+        raise TypeError(f"make_eval_step: loss function {getattr(loss_fn, '__name__', loss_fn)!r} "
+                        "takes no `reduction` keyword, but evaluation calls loss_fn(logits, y, "
+                        "reduction='sum'); loss functions take `reduction` as the "
+                        "funcgrad_nn.losses do: def loss(logits, y, *, reduction='mean')")
+
+
 def make_eval_step(model: Module, loss_fn: Callable) -> Callable:
     """``evaluate(params, state, x, y) -> (summed loss, number correct)`` as one ``jit``
-    (evaluation mode: running statistics, no dropout)."""
+    (evaluation mode: running statistics, no dropout). ``loss_fn(logits, y, *, reduction)``
+    must take a ``reduction`` keyword as the :mod:`funcgrad_nn.losses` do (it is called with
+    ``reduction="sum"``); ``y`` holds integer or one-hot labels."""
+    _check_takes_reduction(loss_fn)
 
     def evaluate_batch(params, state, x, y):
         logits, _ = model.apply(params, state, x, train=False)
-        return loss_fn(logits, y, reduction="sum"), fnp.sum(fnp.argmax(logits, axis=-1) == y)
+        return loss_fn(logits, y, reduction="sum"), losses.accuracy(logits, y, reduction="sum")
 
     return funcgrad.jit(evaluate_batch)
 
@@ -129,8 +145,11 @@ def fit(model: Module, loss_fn: Callable, optimizer: GradientTransformation, ts:
     """Train from epoch ``start_epoch`` up to ``epochs``; return the final train state and
     the metrics of the epochs run. Each epoch takes :func:`steps_per_epoch` steps over the
     shuffled training set, then evaluates on ``val_data``; ``on_epoch(metrics, train_state)``
-    runs after each epoch."""
+    runs after each epoch. ``loss_fn(logits, y, *, reduction="mean")`` must take the
+    ``reduction`` keyword, as the :mod:`funcgrad_nn.losses` do (see :func:`make_eval_step`)."""
     x_train, y_train = train_data
+    data_lib.check_lengths(x_train, y_train, "fit: train_data")
+    data_lib.check_lengths(*val_data, "fit: val_data")
     step_fn = make_train_step(model, loss_fn, optimizer, weight_decay=weight_decay,
                               augment=augment)
     eval_fn = make_eval_step(model, loss_fn)

@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import funcgrad
 import funcgrad.numpy as fnp
-from funcgrad import core, grad, lax, make_jaxpr, vmap
+from funcgrad import core, grad, jit, lax, make_jaxpr, vmap
 from funcgrad.numpy._indexing import IndexUpdateHelper
 from funcgrad.test_util import check_grads
 from funcgrad.tree_util import tree_structure, tree_unflatten
@@ -445,20 +445,42 @@ def test_getitem_vmap_matches_loop(case, data, size):
 
 
 def test_traced_scalar_indices():
-    """Traced integer scalars index with dynamic_slice: negative ones wrap, out-of-range
-    ones are clamped (a traced value cannot raise); they batch under vmap."""
+    """Traced integer scalars index with one gather: negative ones wrap, out-of-range ones
+    raise IndexError when evaluated (not clamped, as a dynamic_slice would be); they batch
+    under vmap."""
     x = np.arange(24.0).reshape(4, 6)
     for i in [0, 3, -1, -4]:
         np.testing.assert_array_equal(traced_eval(lambda x, i: x[i], x, np.int64(i)), x[i])
         np.testing.assert_array_equal(traced_eval(lambda x, i: x[1:, i], x, np.int32(i)), x[1:, i])
-    assert "dynamic_slice" in h.primitives_in(make_jaxpr(lambda x, i: x[i])(x, np.int64(0)))
-    np.testing.assert_array_equal(traced_eval(lambda x, i: x[i], x, np.int64(9)), x[3])
+        np.testing.assert_array_equal(traced_eval(lambda x, i: x[i, ::-2, None], x, np.int64(i)),
+                                      x[i, ::-2, None])
+        np.testing.assert_array_equal(traced_eval(lambda x, i: x.at[i, 1].set(-1.0), x, np.int64(i)),
+                                      np.where((np.arange(4)[:, None] == i % 4) & (np.arange(6) == 1), -1, x))
+    np.testing.assert_array_equal(
+        traced_eval(lambda x, i, j: x[i, j], x, np.int64(-1), np.int32(2)), x[-1, 2])
+    assert "gather" in h.primitives_in(make_jaxpr(lambda x, i: x[i])(x, np.int64(0)))
+    for bad in [4, -5, 9]:
+        with pytest.raises(IndexError, match=f"index {bad} is out of bounds for axis 0 with size 4"):
+            jit(lambda x, i: x[i])(x, np.int64(bad))
+        with pytest.raises(IndexError, match=f"index {bad} is out of bounds for axis 0 with size 4"):
+            jit(lambda x, i: x.at[i].add(1.0))(x, np.int64(bad))
+        with pytest.raises(IndexError, match=f"index {bad} is out of bounds"):
+            vmap(lambda i: fnp.asarray(x)[i, 1:])(np.array([0, bad]))
     idx = np.array([2, -1, 0])
     np.testing.assert_array_equal(vmap(lambda i: fnp.take(x, i, axis=1))(idx), x[:, idx].T)
     np.testing.assert_array_equal(vmap(lambda r, i: r[i])(x[:3], idx), x[np.arange(3), idx])
     updated = vmap(lambda r, i: r.at[i].set(-1.0))(x[:3], idx)
     np.testing.assert_array_equal(updated[[0, 1, 2], idx], -1)
     check_grads(lambda x: x[fnp.argmax(x[:, 0])] * x[2, fnp.argmin(x[0]) - 1], [x], order=2)
+
+
+def test_asarray_of_a_constant_table_takes_traced_indices():
+    """As in jax.numpy: under a trace, asarray(table) is a traced constant."""
+    table = np.arange(12.0).reshape(3, 4)
+    idx = np.array([2, 0, -1])
+    np.testing.assert_array_equal(vmap(lambda i: fnp.asarray(table)[i])(idx), table[idx])
+    np.testing.assert_array_equal(jit(lambda i: fnp.asarray(table)[i, -1])(np.int64(1)), 7.0)
+    assert type(fnp.asarray(table)) is np.ndarray      # nothing traced: NumPy's own array
 
 
 def test_linspace_style_update_of_the_last_element():

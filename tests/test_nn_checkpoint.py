@@ -90,3 +90,28 @@ def test_metadata_must_be_json(tmp_path):
     with pytest.raises(CheckpointError, match="JSON"):
         checkpoint.save(tmp_path / "x.npz", tree(), bad=object())
 
+
+
+@pytest.mark.parametrize("colliding,paths", [
+    ({"a/b": np.ones(2), "a": {"b": np.zeros(2)}}, ("['a']['b']", "['a/b']")),
+    ({1: np.ones(2), "1": np.zeros(2)}, ("[1]", "['1']")),
+])
+def test_colliding_key_paths_are_refused(tmp_path, colliding, paths):
+    """Leaves stored under the same name would overwrite each other: save refuses, naming both."""
+    with pytest.raises(CheckpointError, match="would both be stored as") as e:
+        checkpoint.save(tmp_path / "x.npz", colliding)
+    assert all(p in str(e.value) for p in paths)
+    assert not os.path.exists(tmp_path / "x.npz")
+
+
+def test_integer_keys_load_as_strings_and_restore_by_template(tmp_path):
+    path = tmp_path / "x.npz"
+    checkpoint.save(path, {1: np.ones(2)})
+    assert list(checkpoint.load(path)[0]) == ["1"]
+    assert list(checkpoint.restore(path, {1: np.zeros(2)})[0]) == [1]
+
+
+def test_a_npy_file_is_not_a_checkpoint(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones(3))
+    with pytest.raises(CheckpointError, match=r"not a funcgrad checkpoint \(a single .npy array"):
+        checkpoint.load(tmp_path / "x.npy")

@@ -79,8 +79,10 @@ def test_resume_of_a_finished_run_and_of_another_model(tmp_path, capsys):
 def test_errors_are_one_line_with_exit_status_1(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a checkpoint")
+    np.save(tmp_path / "array.npy", np.ones(3))
     cases = {
         ("--resume", str(bad)): "corrupt checkpoint",
+        ("--resume", str(tmp_path / "array.npy")): "not a funcgrad checkpoint",
         ("--resume", str(tmp_path / "missing.npz")): "checkpoint not found",
         ("--data", "mnist", "--data-dir", str(tmp_path / "nope")): "MNIST directory not found",
         ("--data", "cifar10"): "--data cifar10 needs --data-dir",

@@ -448,3 +448,99 @@ def test_reduce_window_takes_lax_functions_as_computations():
                                       lax.reduce_window(x, init, name, (1, 1, 2, 2), (1, 1, 2, 2)))
     with pytest.raises(ValueError, match="computation must be one of .* or lax.add/max/min"):
         lax.reduce_window(x, 0.0, lax.mul, (1, 1, 2, 2))
+
+
+def test_batch_norm_needs_more_than_one_value_per_feature_to_train():
+    """As torch: batch statistics of one value would output beta whatever the input."""
+    for shape in [(1, 3), (1, 3, 1, 1)]:
+        bn = L.BatchNorm()
+        params, state = bn.init(KEY, _x(shape))
+        with pytest.raises(ValueError, match=r"BatchNorm: training mode needs more than one value "
+                                             r"per feature .* got shape \(1, 3"):
+            bn.apply(params, state, _x(shape), train=True)
+        bn.apply(params, state, _x(shape), train=False)                  # running stats: fine
+    params, state = L.BatchNorm().init(KEY, _x((2, 3, 1, 1)))
+    L.BatchNorm().apply(params, state, _x((2, 3, 1, 1)), train=True)
+
+
+def test_batch_norm_without_its_state_says_so():
+    params, _ = L.BatchNorm().init(KEY, _x((2, 3)))
+    for train in (False, True):
+        with pytest.raises(ValueError, match=r"BatchNorm: needs its state \{'mean', 'var'\} from init"):
+            L.BatchNorm().apply(params, {}, _x((2, 3)), train=train)
+
+
+@pytest.mark.parametrize("layer", [L.Conv2D(4, 3, stride=2), L.ConvTranspose2D(4, 3, stride=2, padding=1)],
+                         ids=["conv", "conv_transpose"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.float64])
+def test_convolutions_promote_like_dense(layer, dtype):
+    """Integer images and float64 inputs meet float32 kernels as in Dense's matmul."""
+    params, state = layer.init(KEY, _x((2, 3, 6, 6), dtype=np.float32))
+    x = np.random.default_rng(0).integers(0, 255, (2, 3, 6, 6)).astype(dtype)
+    y, _ = layer.apply(params, state, x)
+    dense_params, _ = L.Dense(2).init(KEY, _x((1, 3), dtype=np.float32))
+    assert y.dtype == L.Dense(2).apply(dense_params, {}, x[:, :, 0, 0])[0].dtype
+    f64 = tree_map(lambda a: a.astype(np.float64), params)
+    np.testing.assert_allclose(y, layer.apply(f64, state, x.astype(np.float64))[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(funcgrad.jit(lambda p, v: layer.apply(p, state, v)[0])(params, x), y,
+                               rtol=1e-6, atol=1e-4)
+
+
+def test_cnn_trains_on_uint8_images():
+    from funcgrad_nn import models
+    model = models.cnn(10)
+    x = np.random.default_rng(0).integers(0, 256, (4, 1, 8, 8)).astype(np.uint8)
+    params, state = model.init(KEY, x)
+    grads = funcgrad.grad(lambda p: fnp.sum(model.apply(p, state, x, train=True, rng=KEY)[0]))(params)
+    assert grads["conv1"]["w"].dtype == np.float32
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda: L.Conv2D(2, stride=0), ValueError, r"Conv2D: stride must be at least 1, got 0"),
+    (lambda: L.Conv2D(2, kernel_size=0), ValueError, r"Conv2D: kernel_size must be at least 1"),
+    (lambda: L.Conv2D(2, kernel_size=(3, 0)), ValueError, r"Conv2D: kernel_size must be at least 1"),
+    (lambda: L.Conv2D(2, dilation=0), ValueError, r"Conv2D: dilation must be at least 1"),
+    (lambda: L.Conv2D(2, padding=-1), ValueError, r"Conv2D: padding must be at least 0, got -1"),
+    (lambda: L.Conv2D(2, padding=((0, 1), (-1, 0))), ValueError, r"Conv2D: padding must be at least 0"),
+    (lambda: L.Conv2D(2, kernel_size=3.0), TypeError, r"Conv2D: kernel_size must be an int or a pair of ints, got 3.0"),
+    (lambda: L.Conv2D(2, stride=(1.0, 1)), TypeError, r"Conv2D: stride must be an int or a pair"),
+    (lambda: L.ConvTranspose2D(2, stride=0), ValueError, r"ConvTranspose2D: stride must be at least 1"),
+    (lambda: L.ConvTranspose2D(2, padding=-1), ValueError, r"ConvTranspose2D: padding must be at least 0"),
+    (lambda: L.MaxPool2D(0), ValueError, r"MaxPool2D: window must be at least 1"),
+    (lambda: L.AvgPool2D(2, stride=0), ValueError, r"AvgPool2D: stride must be at least 1"),
+    (lambda: L.MaxPool2D(2.0), TypeError, r"MaxPool2D: window must be an int or a pair"),
+    (lambda: L.AvgPool2D(3, padding=-1), ValueError, r"AvgPool2D: padding must be at least 0"),
+])
+def test_convolution_and_pooling_arguments_are_checked_at_construction(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_sequential_takes_plain_functions_as_layers():
+    model = L.Sequential([L.Dense(3), funcgrad.nn.relu, lambda v: 2 * v])
+    assert model.names == ["dense_0", "relu_1", "lambda_2"]
+    x = _x((2, 4))
+    params, state = model.init(KEY, x)
+    y, _ = model.apply(params, state, x)
+    np.testing.assert_allclose(y, 2 * np.maximum(x @ params["dense_0"]["w"] + params["dense_0"]["b"], 0))
+    with pytest.raises(TypeError, match=r"Sequential: got the class Flatten, not a layer; instantiate it"):
+        L.Sequential([L.Flatten, L.Dense(3)])
+    with pytest.raises(TypeError, match=r"Sequential: expected layers \(Modules\) or functions x -> y, "
+                                        r"got LSTMCell"):
+        L.Sequential([L.LSTMCell(3)])
+
+
+def test_rnn_errors_for_empty_sequences_and_wrong_carries():
+    rnn = L.RNN(L.LSTMCell(4))
+    with pytest.raises(ValueError, match=r"RNN: needs an example input with at least one time step, "
+                                         r"got shape \(2, 0, 3\)"):
+        rnn.init(KEY, _x((2, 0, 3)))
+    params, _ = rnn.init(KEY, _x((2, 5, 3)))
+    h = np.zeros((2, 4))
+    with pytest.raises(ValueError, match=r"LSTMCell's carry is a tuple of 2 array\(s\) shaped "
+                                         r"\(\(2, 4\), \(2, 4\)\) .* got ndarray of shape \(2, 4\)"):
+        rnn.apply(params, {}, _x((2, 5, 3)), carry=h)
+    with pytest.raises(ValueError, match=r"got shapes \(\(2, 5\), \(2, 5\)\)"):
+        rnn.apply(params, {}, _x((2, 5, 3)), carry=(np.zeros((2, 5)), np.zeros((2, 5))))
+    ys, _ = rnn.apply(params, {}, _x((2, 5, 3)), carry=[h, h])                # a list is fine
+    assert ys.shape == (2, 5, 4)

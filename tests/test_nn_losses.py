@@ -135,3 +135,40 @@ def test_errors():
         losses.multiclass_svm(s, y, reduction="avg")
     with pytest.raises(ValueError, match=r"mse: predictions \(3,\) and targets \(2,\)"):
         losses.mse(np.zeros(3), np.zeros(2))
+
+
+CLASS_ID_LOSSES = [losses.softmax_cross_entropy, losses.multiclass_svm, losses.accuracy]
+
+
+@pytest.mark.parametrize("fn", CLASS_ID_LOSSES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("bad", [4, -1])
+def test_out_of_range_labels_are_errors(fn, bad):
+    """Concrete labels are checked up front (naming the loss, the classes and the labels);
+    traced ones make the class-score gather fail when the jitted function runs, not give a
+    wrong loss (a -1 does not wrap around to the last class)."""
+    s, _ = _logits(3, 4)
+    y = np.array([0, bad, 1])
+    with pytest.raises(ValueError, match=rf"{fn.__name__}: labels must be class ids in \[0, 4\) "
+                                         rf"for 4 classes, got \[{bad}\]"):
+        fn(s, y)
+    if fn is not losses.accuracy:                     # accuracy counts them as wrong instead
+        with pytest.raises(IndexError):
+            funcgrad.jit(fn)(s, y)
+        with pytest.raises(IndexError):
+            funcgrad.jit(funcgrad.grad(fn))(s, y)
+
+
+def test_ignore_index_is_the_only_label_allowed_out_of_range():
+    s, _ = _logits(3, 4)
+    ok = losses.softmax_cross_entropy(s, np.array([0, -100, 1]), ignore_index=-100)
+    np.testing.assert_allclose(ok, losses.softmax_cross_entropy(s[[0, 2]], np.array([0, 1])))
+    jitted = funcgrad.jit(lambda v, y: losses.softmax_cross_entropy(v, y, ignore_index=-100))
+    np.testing.assert_allclose(jitted(s, np.array([0, -100, 1])), ok)
+    with pytest.raises(ValueError, match=r"got \[-1\]"):
+        losses.softmax_cross_entropy(s, np.array([0, -1, -100]), ignore_index=-100)
+
+
+def test_accuracy_reductions():
+    s = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    assert int(losses.accuracy(s, np.eye(2)[[1, 0, 0]], reduction="sum")) == 2
+    assert losses.accuracy(s, np.array([1, 0, 0]), reduction="none").tolist() == [True, True, False]

@@ -193,3 +193,15 @@ def test_schedules_inside_jit_follow_the_step_count():
         updates, state = step(x, state)
         np.testing.assert_allclose(-updates, [float(sched(t))], rtol=1e-12, atol=1e-15)
     assert int(state[0].count) == 12
+
+
+@pytest.mark.parametrize("opt,other,match", [
+    (optim.momentum(0.1), optim.adam(0.1), r"momentum.update: expected the VelocityState .* got tuple"),
+    (optim.rmsprop(0.1), optim.momentum(0.1), r"rmsprop.update: expected the CacheState .* got VelocityState"),
+    (optim.adam(0.1), optim.momentum(0.1), r"chain.update: expected the tuple of 2 states .* got VelocityState"),
+    (optim.scale_by_adam(), optim.adagrad(0.1), r"scale_by_adam.update: expected the ScaleByAdamState"),
+])
+def test_another_optimizers_state_is_a_clear_type_error(opt, other, match):
+    params = {"w": np.ones(3)}
+    with pytest.raises(TypeError, match=match):
+        opt.update(params, other.init(params), params)

@@ -237,3 +237,25 @@ def test_array_of_a_list_holding_tracers():
         got = core.eval_jaxpr(*_closed(f, x32), x32)[0]
         assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, want.dtype)
         np.testing.assert_array_equal(got, want)
+
+
+def test_result_type_and_can_cast_take_traced_values():
+    """Re-exported NumPy functions would recurse through __array_function__ on tracers."""
+    seen = {}
+
+    def f(x, w):
+        seen["mixed"] = fnp.result_type(x, 1.0), np.result_type(x, np.int64), fnp.result_type(w, x)
+        seen["dtype"] = fnp.result_type(x, "f8"), fnp.result_type(x, np.ones(2, np.int8))
+        seen["cast"] = fnp.can_cast(x, np.float64), np.can_cast(x, np.int8)
+        return x
+
+    funcgrad.jit(f)(np.ones(3, np.float32), 2.0)
+    x32 = np.ones(3, np.float32)
+    assert seen["mixed"] == (np.float32, np.float64, np.result_type(2.0, x32))
+    assert seen["dtype"] == (np.float64, np.float32)
+    assert seen["cast"] == (True, False)
+
+
+def test_numpy_functions_without_an_equivalent_say_so():
+    with pytest.raises(TypeError, match="numpy.fft.fft is not supported on traced values"):
+        funcgrad.jit(lambda x: np.fft.fft(x))(np.ones(4))

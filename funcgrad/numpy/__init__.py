@@ -10,13 +10,13 @@ in JAX since traced arrays are immutable.
 from numpy import (  # dtypes and constants, shared with NumPy
     bool_, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float16, float32, float64,
     complex64, complex128, dtype, finfo, iinfo, e, pi, inf, nan, newaxis, euler_gamma,
-    result_type, promote_types, can_cast, issubdtype, integer, floating, inexact, number,
+    promote_types, issubdtype, integer, floating, inexact, number,
     signedinteger, unsignedinteger, complexfloating, generic, ndarray,
 )
 from numpy import bool_ as bool  # noqa: A001 (numpy 2 exports `bool`)
 
 from . import _indexing
-from ._array import array, asarray, astype, ndim, shape, size
+from ._array import array, asarray, astype, can_cast, ndim, result_type, shape, size
 from ._creation import (
     arange, copy, diag, diagflat, diagonal, empty, empty_like, eye, full, full_like, identity,
     indices, linspace, logspace, meshgrid, ones, ones_like, trace, tri, tril, triu, vander,

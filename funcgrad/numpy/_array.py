@@ -33,14 +33,18 @@ def tracing() -> bool:
 
 def asarray(x, dtype=None, *, copy=None):
     """numpy.asarray. A traced value stays traced (strongly typed, converted if asked);
-    a (nested) list holding traced values is stacked."""
+    a (nested) list holding traced values is stacked. Under a trace, a concrete array (not a
+    scalar) becomes a constant of the trace, as in ``jax.numpy``, so ``asarray(table)[i]``
+    takes a traced index; with nothing traced the result is NumPy's (or CuPy's) own array."""
     if type(x) is Tracer:
         return astype(x, dtype) if dtype is not None else strong(x)
     if isinstance(x, (list, tuple)) and _contains_tracer(x):
         return _stack_nested(x, dtype)
     if "cupy" in sys.modules and isinstance(x, sys.modules["cupy"].ndarray):
-        return x if dtype is None else x.astype(dtype, copy=bool(copy))
-    return np.asarray(x, dtype=dtype, copy=copy)
+        out = x if dtype is None else x.astype(dtype, copy=bool(copy))
+    else:
+        out = np.asarray(x, dtype=dtype, copy=copy)
+    return core._state.stack[-1].const(out) if out.ndim and tracing() else out
 
 
 def array(object, dtype=None, *, copy: bool = True, ndmin: int = 0):
@@ -182,6 +186,29 @@ def result_dtype(*xs) -> np.dtype:
     """NumPy's result dtype for these operands (Python scalars weak)."""
     return dtypes.result_type(*(x if type(x) in _PY_SCALARS else core.get_aval(weak_operand(x))
                                 for x in xs))[0]
+
+
+def _dtype_operand(a):
+    """An operand of result_type: traced values by their aval (weak if a Python scalar's)."""
+    if type(a) is Tracer:
+        return a.aval
+    if type(a) in _PY_SCALARS:
+        return a
+    if not isinstance(a, type) and hasattr(a, "dtype"):
+        return ShapedArray(np.shape(a), a.dtype)
+    return np.dtype(a)
+
+
+def result_type(*arrays_and_dtypes) -> np.dtype:
+    """numpy.result_type; traced values count by their dtype (and weak type)."""
+    if not any(type(a) is Tracer for a in arrays_and_dtypes):
+        return np.result_type(*arrays_and_dtypes)
+    return dtypes.result_type(*(_dtype_operand(a) for a in arrays_and_dtypes))[0]
+
+
+def can_cast(from_, to, casting: str = "safe") -> bool:
+    """numpy.can_cast; a traced ``from_`` counts by its dtype."""
+    return np.can_cast(from_.dtype if type(from_) is Tracer else from_, to, casting)
 
 
 def shape(a) -> tuple[int, ...]:

@@ -5,7 +5,7 @@ into an :class:`_Index`, the plan that both reading (``x[idx]``) and updating
 (``x.at[idx].set(v)``) follow:
 
 1. a *window* of ``x`` with ``x``'s rank: reversed axes (negative steps), a static strided
-   slice, and dynamic starts for traced integer scalars (clamped, as ``lax.dynamic_slice``);
+   slice, and one ``gather`` (``scatter``) of the axes indexed by traced integer scalars;
    integer-indexed axes are kept with size 1;
 2. the *advanced* axes, indexed by integer arrays (boolean masks become their ``nonzero``),
    broadcast together and stacked into one ``gather`` (or ``scatter``) index;
@@ -13,8 +13,9 @@ into an :class:`_Index`, the plan that both reading (``x[idx]``) and updating
    indices are adjacent, else first), new axes, and dropped integer axes.
 
 Boolean masks need concrete values (the result's shape depends on them); static out-of-range
-indices raise NumPy's ``IndexError``. Traced out-of-range scalar indices are clamped, and
-traced index arrays follow ``gather``'s rule (``IndexError`` when evaluated).
+indices raise NumPy's ``IndexError``, and traced ones follow ``gather``'s rule (negative
+indices count from the end; out-of-range ones raise ``IndexError`` when evaluated, where
+``lax.dynamic_slice`` would clamp them).
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ class _Index:
     start: tuple            # static slice of the (reversed) expanded array
     limit: tuple
     stride: tuple
-    dyn_starts: tuple       # per axis: None or a traced start (window size 1)
+    dyn_index: tuple        # per axis: None or a traced integer scalar (window size 1)
     view_shape: tuple       # the window
     adv_axes: tuple         # window axes indexed by arrays
     adv_index: Any          # stacked indices, shape A + (len(adv_axes),), or None
@@ -241,8 +242,7 @@ def _parse(idx, shape: tuple) -> _Index:
                 add_axis(n, s, lim, step)
                 layout.append(("axis", size))
             elif type(item) is Tracer and item.ndim == 0 and not fancy:
-                i = ew.convert_element_type(item, ix.INDEX_DTYPE)
-                add_axis(n, d=ew.select(ew.lt(i, 0), ew.add(i, n), i))
+                add_axis(n, d=item)
             else:
                 adv.append((pos, add_axis(n), _check_index_array(item, src, n)))
                 layout.append(("adv",))
@@ -290,14 +290,26 @@ def _advanced_layout(adv: list, layout: list, view_shape: tuple):
 # Reading and writing the window
 
 
+def _scalar_indices(p: _Index):
+    """The axes indexed by traced integer scalars, their stacked index (shape ``(k,)``), and
+    the window's shape without those axes; None when there are none."""
+    axes = tuple(a for a, d in enumerate(p.dyn_index) if d is not None)
+    if not axes:
+        return None
+    index = _stack_indices([p.dyn_index[a] for a in axes], ())
+    return axes, index, tuple(n for a, n in enumerate(p.view_shape) if a not in axes)
+
+
 def _window(x, p: _Index):
     if p.expanded != p.shape:
         x = st.reshape(x, p.expanded)
     if p.rev_axes:
         x = st.rev(x, p.rev_axes)
     x = st.slice(x, p.start, p.limit, p.stride)
-    if any(d is not None for d in p.dyn_starts):
-        x = ix.dynamic_slice(x, [0 if d is None else d for d in p.dyn_starts], p.view_shape)
+    scalars = _scalar_indices(p)
+    if scalars is not None:
+        axes, index, _ = scalars
+        x = st.reshape(ix.gather(x, index, axes), p.view_shape)
     return x
 
 
@@ -306,9 +318,11 @@ def _write_window(x, p: _Index, new):
     base = st.reshape(x, p.expanded) if p.expanded != p.shape else x
     if p.rev_axes:
         base = st.rev(base, p.rev_axes)
-    if any(d is not None for d in p.dyn_starts):
+    scalars = _scalar_indices(p)
+    if scalars is not None:
+        axes, index, rest = scalars
         sliced = st.slice(base, p.start, p.limit, p.stride)
-        new = ix.dynamic_update_slice(sliced, new, [0 if d is None else d for d in p.dyn_starts])
+        new = ix.scatter(sliced, index, st.reshape(new, rest), axes, "set")
     if p.sliced:
         if all(s == 1 for s in p.stride):
             new = ix.dynamic_update_slice(base, new, p.start)

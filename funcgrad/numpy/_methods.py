@@ -105,7 +105,7 @@ def install(fnp) -> None:
             if not part.startswith("_"):
                 namespace = getattr(namespace, part, None)
         fn = getattr(namespace, func.__name__, None) if namespace is not None else None
-        if fn is None or not callable(fn):
+        if fn is None or fn is func or not callable(fn):     # (NumPy's own: it would recurse)
             qualified = ".".join([p for p in func.__module__.split(".") if not p.startswith("_")]
                                  + [func.__name__])
             raise TypeError(f"{qualified} is not supported on traced values "
