@@ -335,6 +335,28 @@ def test_reductions_give_the_same_bits_on_any_number_of_threads(tmp_path):
         sys.stdout.write(np.asarray(total).tobytes().hex() + rows.tobytes().hex())
     """)
     outs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                           env=dict(os.environ, OMP_NUM_THREADS=str(n))) for n in (1, 2, 3)]
+                           env=dict(os.environ, FUNCGRAD_NUM_THREADS=str(n), OMP_NUM_THREADS="3"))
+            for n in (1, 2, 3)]
     assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
     assert outs[0].stdout == outs[1].stdout == outs[2].stdout
+
+
+def test_kernels_run_on_one_thread_unless_funcgrad_num_threads_says(tmp_path):
+    """Counts the process's threads after a big kernel: OpenMP starts its workers only for a
+    parallel region. OpenMP's own count (OMP_NUM_THREADS) is the cap."""
+    script = textwrap.dedent("""
+        import os, sys, numpy as np, funcgrad, funcgrad.numpy as fnp
+        funcgrad.config.update("backend", "c")
+        f = funcgrad.jit(lambda x: fnp.tanh(x) * 2.0)
+        before = len(os.listdir("/proc/self/task"))
+        f(np.ones(1 << 20, np.float32))
+        sys.stdout.write(str(len(os.listdir("/proc/self/task")) - before))
+    """)
+    def extra_threads(**env):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             env=dict(os.environ, OPENBLAS_NUM_THREADS="1", **env))
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout)
+    assert extra_threads(OMP_NUM_THREADS="3") == 0
+    assert extra_threads(OMP_NUM_THREADS="3", FUNCGRAD_NUM_THREADS="3") == 2
+    assert extra_threads(OMP_NUM_THREADS="2", FUNCGRAD_NUM_THREADS="8") == 1

@@ -12,8 +12,11 @@ Each :class:`~.fusion.Kernel` becomes
   chunks in order, so results do not depend on the number of threads;
 * a **Python entry point** (``METH_FASTCALL``, built in the library and loaded with ctypes):
   it takes the input arrays (and, optionally, buffers for the outputs), allocates the other
-  outputs, and runs the loops on raw pointers -- in parallel above :data:`PARALLEL_MIN`
-  elements, without the GIL above :data:`RELEASE_GIL_MIN`. A call costs about 0.2 us.
+  outputs, and runs the loops on raw pointers -- without the GIL above
+  :data:`RELEASE_GIL_MIN` elements, and above :data:`PARALLEL_MIN` on
+  ``$FUNCGRAD_NUM_THREADS`` OpenMP threads (default 1: measured on a 2-CPU machine, two
+  threads made kernels slower, and 50x slower whenever another process was running, since
+  each parallel region waits for a scheduler time slice). A call costs about 0.2 us.
 
 Floating-point semantics are numpy's: no contraction into FMAs (``-ffp-contract=off``), no
 fast-math. Arithmetic, comparisons, casts and rounding give numpy's bits (``-march=native``
@@ -281,7 +284,7 @@ def _loops(kernel: fusion.Kernel, lay: Layout) -> str:
         run = (f"static void {name}_run(char* const* p, const int64_t* m) {{\n"
                f"  const int64_t n = m[{META_N}];\n"
                f"  if (fg_parallel(n)) {{\n"
-               f"    #pragma omp parallel\n"
+               f"    #pragma omp parallel num_threads(fg_threads())\n"
                f"    {{ int64_t b, e; fg_thread_range(n, &b, &e); {name}_range(p, m, b, e); }}\n"
                f"  }} else {{\n"
                f"    {name}_range(p, m, 0, n);\n"
@@ -335,12 +338,12 @@ def _loops(kernel: fusion.Kernel, lay: Layout) -> str:
            f"  const int64_t chunks = (K + {CHUNK - 1}) / {CHUNK};\n"
            f"  if (!fg_parallel(m[{META_N}])) {{ {name}_rows(p, m, 0, rows); return; }}\n"
            f"  if (rows >= fg_threads() || chunks < 2) {{\n"
-           f"    #pragma omp parallel\n"
+           f"    #pragma omp parallel num_threads(fg_threads())\n"
            f"    {{ int64_t b, e; fg_thread_rows(rows, &b, &e); {name}_rows(p, m, b, e); }}\n"
            f"    return;\n  }}\n"
            f"  for (int64_t r = 0; r < rows; ++r) {{\n{buf_decl}"
            f"    if (!({ok})) {{ {buf_free.strip()} {name}_rows(p, m, r, r + 1); continue; }}\n"
-           f"    #pragma omp parallel for schedule(static)\n"
+           f"    #pragma omp parallel for schedule(static) num_threads(fg_threads())\n"
            f"    for (int64_t c = 0; c < chunks; ++c)\n"
            f"      {name}_partial(p, m, r * K + c * {CHUNK},\n"
            f"                     r * K + (K - c * {CHUNK} < {CHUNK} ? K : (c + 1) * {CHUNK}), {buf_args});\n"
@@ -427,9 +430,18 @@ template <class A, class Op> FG_INLINE A fg_fold_lanes(A* v, Op op) {
     for (int l = 0; l < w; ++l) v[l] = op(v[l], v[l + w]);
   return v[0];
 }
+// Threads a big kernel runs on: $FUNCGRAD_NUM_THREADS (read once; default 1), at most
+// OpenMP's own count. One by default: a parallel region waits for its slowest thread, and on
+// a busy machine that is a scheduler time slice (ms) per kernel call.
 FG_INLINE int64_t fg_threads(void) {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  static int n = 0;
+  if (n == 0) {
+    const char* s = getenv("FUNCGRAD_NUM_THREADS");
+    const int want = s ? atoi(s) : 1, most = omp_get_max_threads();
+    n = want < 1 ? 1 : want > most ? most : want;
+  }
+  return n;
 #else
   return 1;
 #endif
@@ -714,7 +726,7 @@ def _primitive_code(k: PrimitiveKernel) -> str:
             "static void run(char* const* p, const int64_t* m) {\n"
             f"  const int64_t n = m[{META_ROWS}];\n"
             f"  if (!fg_parallel(m[{META_N}])) {{ rows(p, m + {META_SIZES}, 0, n); return; }}\n"
-            "  #pragma omp parallel\n"
+            "  #pragma omp parallel num_threads(fg_threads())\n"
             f"  {{ int64_t b, e; fg_thread_rows(n, &b, &e); rows(p, m + {META_SIZES}, b, e); }}\n"
             f"}}\n}}  // namespace {k.name}\n")
 
