@@ -493,11 +493,17 @@ def test_conv_transpose_is_the_input_gradient(padding, stride, k, rng):
     out, pullback = funcgrad.vjp(lambda x: lax.conv(x, w, (stride, stride), padding), x)
     assert out.shape == (2, 4, 4, 5)
     ct = rng.standard_normal(out.shape)
-    transposed = lax.conv_transpose(ct, w, (stride, stride), padding, transpose_kernel=True)
+    nchw = ("NCHW", "OIHW", "NCHW")
+    transposed = lax.conv_transpose(ct, w, (stride, stride), padding, dimension_numbers=nchw,
+                                    transpose_kernel=True)
     np.testing.assert_allclose(transposed, pullback(ct)[0], rtol=1e-10, atol=1e-12)
     flipped = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
-    np.testing.assert_allclose(lax.conv_transpose(ct, flipped, (stride, stride), padding),
-                               transposed, rtol=1e-12)
+    np.testing.assert_allclose(lax.conv_transpose(ct, flipped, (stride, stride), padding,
+                                                  dimension_numbers=nchw), transposed, rtol=1e-12)
+    # JAX's default layout is channels last: NHWC input, HWIO kernel, NHWC output.
+    nhwc = lax.conv_transpose(ct.transpose(0, 2, 3, 1), flipped.transpose(2, 3, 1, 0),
+                              (stride, stride), padding)
+    np.testing.assert_allclose(nhwc, transposed.transpose(0, 2, 3, 1), rtol=1e-12)
 
 
 def test_preferred_element_type_and_its_gradient(rng):

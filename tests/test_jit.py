@@ -130,6 +130,25 @@ def test_static_argnums_and_argnames():
     assert jf.cache_info().misses == 3
 
 
+def test_static_arguments_key_the_cache_by_type_too():
+    """1, 1.0 and True are equal (and hash alike) but trace to different programs."""
+    ai = np.arange(3, dtype=np.int32)
+    scale = jit(lambda x, s: x * s, static_argnums=1)
+    assert scale(ai, 1).dtype == np.int32
+    assert scale(ai, 1.0).dtype == np.float64
+    halve = jit(lambda x, s: x / 2 if isinstance(s, float) else x // 2, static_argnames="s")
+    np.testing.assert_array_equal(halve(ai, s=1), [0, 0, 1])
+    np.testing.assert_array_equal(halve(ai, s=1.0), [0.0, 0.5, 1.0])
+
+
+def test_negative_static_argnums_count_from_the_last_parameter():
+    f = jit(lambda x, n: x.reshape(n, -1), static_argnums=-1)
+    assert f(np.arange(6.0), 2).shape == (2, 3)
+    assert f(np.arange(6.0), n=3).shape == (3, 2)
+    with pytest.raises(ValueError, match=r"static_argnums \(-3,\) out of range"):
+        jit(lambda x, n: x, static_argnums=-3)
+
+
 def test_unhashable_static_argument():
     jf = jit(lambda x, shape: fnp.reshape(x, shape), static_argnums=1)
     with pytest.raises(TypeError, match=r"static argument 1 has unhashable type list.*tuple"):

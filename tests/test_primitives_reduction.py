@@ -8,6 +8,7 @@ from hypothesis import given, strategies as st
 
 import funcgrad
 from funcgrad import lax, make_jaxpr
+from funcgrad.test_util import check_grads
 
 import primitive_harness as h
 from primitive_harness import NUMERIC_DTYPES, Operand
@@ -151,3 +152,22 @@ def test_batched_reduction_axes_around_the_batch_axis():
     np.testing.assert_array_equal(out, np.sum(np.moveaxis(x, 2, 0), (1, 3)))
     out = funcgrad.vmap(lambda v: lax.argmax(v, 1), in_axes=1)(x)
     np.testing.assert_array_equal(out, np.argmax(np.moveaxis(x, 1, 0), 2))
+
+
+def test_associative_scan_takes_an_array_or_any_pytree():
+    x = np.arange(12.0).reshape(3, 4)
+    add = lambda a, b: a + b
+    np.testing.assert_array_equal(funcgrad.lax.associative_scan(add, x), np.cumsum(x, 0))
+    np.testing.assert_array_equal(funcgrad.lax.associative_scan(add, x[0]), np.cumsum(x[0]))
+    np.testing.assert_array_equal(funcgrad.lax.associative_scan(add, x, axis=-1), np.cumsum(x, 1))
+    np.testing.assert_array_equal(funcgrad.lax.associative_scan(add, x, reverse=True),
+                                  np.cumsum(x[::-1], 0)[::-1])
+    both = lambda a, b: {"s": a["s"] + b["s"], "m": funcgrad.numpy.maximum(a["m"], b["m"])}
+    out = funcgrad.jit(lambda t: funcgrad.lax.associative_scan(both, t, axis=1))({"s": x, "m": -x})
+    np.testing.assert_array_equal(out["s"], np.cumsum(x, 1))
+    np.testing.assert_array_equal(out["m"], np.maximum.accumulate(-x, 1))
+    check_grads(lambda v: funcgrad.lax.associative_scan(lambda a, b: a * b, v), [x[0] + 1], order=2)
+    with pytest.raises(ValueError, match="same length along axis 0"):
+        funcgrad.lax.associative_scan(add, (x, x[:2]))
+    with pytest.raises(TypeError, match="structure of elems"):
+        funcgrad.lax.associative_scan(lambda a, b: a[0], (x, x))

@@ -157,6 +157,11 @@ class Jitted:
         nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
         names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
         params = _positional_params(fun)
+        if not _takes_var_args(fun):        # negative numbers count from the last parameter
+            nums = tuple(i + len(params) if -len(params) <= i < 0 else i for i in nums)
+        if any(i < 0 for i in nums):
+            raise ValueError(f"jit({_fun_name(fun)}): static_argnums {nums} out of range for "
+                             f"its {len(params)} positional parameters")
         names += tuple(params[i] for i in nums if 0 <= i < len(params) and params[i] not in names)
         nums += tuple(params.index(n) for n in names if n in params and params.index(n) not in nums)
         self._static_argnums = frozenset(nums)
@@ -226,10 +231,13 @@ class Jitted:
         if static_pos or self._static_argnames:
             static = tuple((i, args[i]) for i in sorted(static_pos) if i < len(args))
             static += tuple(sorted((k, v) for k, v in kwargs.items() if k in self._static_argnames))
+            # By type too: 1, 1.0 and True are equal but trace differently.
+            static_key = tuple((k, type(v), v) for k, v in static)
             dyn_args = tuple(a for i, a in enumerate(args) if i not in static_pos)
             dyn_kwargs = {k: v for k, v in kwargs.items() if k not in self._static_argnames}
         else:
-            static, dyn_args, dyn_kwargs = (), args, kwargs
+            static = static_key = ()
+            dyn_args, dyn_kwargs = args, kwargs
         flat, in_tree = _flatten_args(dyn_args, dyn_kwargs)
         leaves = []
         for i, x in enumerate(flat):
@@ -246,7 +254,7 @@ class Jitted:
         except pipeline.MixedDevicesError as e:
             name = lambda i: self._leaf_name(dyn_args, dyn_kwargs, static_pos, i)
             raise TypeError(f"jit({self._name}): {pipeline.describe_mixed(e.cpu, e.gpu, name)}") from None
-        sig = _Signature(in_tree, tuple(leaves), static, backend)
+        sig = _Signature(in_tree, tuple(leaves), static_key, backend)
         try:
             hash(sig)
         except TypeError:
@@ -419,6 +427,13 @@ def _fun_name(fun) -> str:
 def _is_pytree(x) -> bool:
     leaves, tree = tree_flatten(x)
     return tree.node is not None
+
+
+def _takes_var_args(fun) -> bool:
+    try:
+        return any(p.kind is p.VAR_POSITIONAL for p in inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):
+        return True
 
 
 def _positional_params(fun) -> list[str]:

@@ -900,10 +900,18 @@ def conv_transpose(lhs, rhs, strides: Sequence[int], padding,
     max(k - stride, 0)`` (k the dilated kernel size): the paddings are those of the gradient
     of a forward conv with that padding. ``transpose_kernel=True`` flips the kernel's
     spatial axes and swaps its in/out features, which makes this exactly the gradient of
-    ``conv_general_dilated`` with respect to its lhs."""
+    ``conv_general_dilated`` with respect to its lhs.
+
+    As in JAX, ``dimension_numbers=None`` means channels last here (``("NHWC", "HWIO",
+    "NHWC")`` and the like for any rank), unlike ``conv_general_dilated``'s NCHW."""
     name = "conv_transpose"
     lhs_aval, rhs_aval = core.get_aval(lhs), core.get_aval(rhs)
-    dn = conv_dimension_numbers(lhs_aval.ndim, dimension_numbers)
+    nd = lhs_aval.ndim
+    if dimension_numbers is None and nd >= 3:
+        spatial = tuple(range(1, nd - 1))
+        dimension_numbers = ConvDimensionNumbers((0, nd - 1) + spatial, (nd - 1, nd - 2) + tuple(range(nd - 2)),
+                                                 (0, nd - 1) + spatial)
+    dn = conv_dimension_numbers(nd, dimension_numbers)
     nsp = lhs_aval.ndim - 2
     strides = _ints(name, "strides", strides, nsp)
     rhs_dilation = _ints(name, "rhs_dilation", rhs_dilation, nsp)

@@ -212,7 +212,7 @@ def _cumprod_jvp(primals, tangents, *, axis, reverse):
     if type(t) is Zero:
         return ans, Zero.like(ans)
     _, dt = associative_scan(lambda a, b: (ew.mul(a[0], b[0]), ew.mul(a[1], b[0]) + ew.mul(a[0], b[1])),
-                             (x, t), axis, reverse)
+                             (x, t), reverse, axis)
     return ans, dt
 
 
@@ -240,24 +240,42 @@ cummax_p.jvp = lambda p, t, **kw: _cum_extremum_jvp(p, t, prim=cummax_p, **kw)
 cummin_p.jvp = lambda p, t, **kw: _cum_extremum_jvp(p, t, prim=cummin_p, **kw)
 
 
-def associative_scan(fn, elems, axis: int = 0, reverse: bool = False):
-    """Inclusive scan of an associative ``fn`` over a pytree-free tuple of arrays along
-    ``axis``, in O(log n) vectorized steps (Hillis-Steele doubling). Differentiable."""
-    elems = tuple(elems)
+def associative_scan(fn, elems, reverse: bool = False, axis: int = 0):
+    """``lax.associative_scan``: the inclusive scan of an associative ``fn`` over a pytree of
+    arrays along ``axis`` (every leaf has the same length there), in O(log n) vectorized
+    steps (Hillis-Steele doubling). ``fn`` takes and returns pytrees shaped like ``elems``.
+    Differentiable."""
+    from ..tree_util import tree_flatten, tree_unflatten     # tree_util imports numpy: us
+    leaves, tree = tree_flatten(elems)
+    if not leaves:
+        raise ValueError("associative_scan: elems holds no arrays")
+    shapes = [core.get_aval(e).shape for e in leaves]
+    nd = len(shapes[0])
+    if not -nd <= axis < nd or len({s[axis % nd] if len(s) == nd else None for s in shapes}) != 1:
+        raise ValueError(f"associative_scan: every leaf of elems needs the same length along "
+                         f"axis {axis}, got shapes {shapes}")
+    axis %= nd
+    n = shapes[0][axis]
     if reverse:
-        elems = tuple(st.rev(e, (axis,)) for e in elems)
-    n = core.get_aval(elems[0]).shape[axis]
+        leaves = [st.rev(e, (axis,)) for e in leaves]
+
+    def combine(prev, cur):
+        out, out_tree = tree_flatten(fn(tree_unflatten(tree, prev), tree_unflatten(tree, cur)))
+        if out_tree != tree:
+            raise TypeError(f"associative_scan: fn must return the structure of elems, {tree}; "
+                            f"got {out_tree}")
+        return out
+
     shift = 1
     while shift < n:
-        prev = tuple(st.slice_in_dim(e, 0, n - shift, 1, axis) for e in elems)
-        cur = tuple(st.slice_in_dim(e, shift, n, 1, axis) for e in elems)
-        combined = fn(prev, cur)
-        elems = tuple(st.concatenate([st.slice_in_dim(e, 0, shift, 1, axis), c], axis)
-                      for e, c in zip(elems, combined))
+        combined = combine([st.slice_in_dim(e, 0, n - shift, 1, axis) for e in leaves],
+                           [st.slice_in_dim(e, shift, n, 1, axis) for e in leaves])
+        leaves = [st.concatenate([st.slice_in_dim(e, 0, shift, 1, axis), c], axis)
+                  for e, c in zip(leaves, combined)]
         shift *= 2
     if reverse:
-        elems = tuple(st.rev(e, (axis,)) for e in elems)
-    return elems
+        leaves = [st.rev(e, (axis,)) for e in leaves]
+    return tree_unflatten(tree, leaves)
 
 
 # ---------------------------------------------------------------------------------------------
