@@ -716,3 +716,19 @@ def test_cross_entropy_gradients():
     per_example = vmap(grad(example_loss))(logits, labels)
     np.testing.assert_allclose(per_example, expected * 6, rtol=1e-12, atol=1e-14)
     check_grads(lambda z: loss(z, labels), [logits], order=2)
+
+
+def test_indices_are_bounds_checked_on_array_modules_that_wrap_them():
+    """CuPy wraps out-of-range indices around; gather and scatter check them first."""
+    from types import SimpleNamespace
+    from funcgrad.primitives import indexing as ix
+
+    class DeviceArray(np.ndarray):          # CuPy-like: .get() copies to the host
+        def get(self):
+            return np.asarray(self)
+    wrapping = SimpleNamespace(asarray=np.asarray)
+    ix._check_bounds(wrapping, "gather", (3, 4), np.array([[0, -4], [2, 3]]).view(DeviceArray), (0, 1))
+    with pytest.raises(IndexError, match="gather: index 4 is out of bounds for axis 1 with size 4"):
+        ix._check_bounds(wrapping, "gather", (3, 4), np.array([[0, 4]]).view(DeviceArray), (0, 1))
+    with pytest.raises(IndexError, match="scatter-add: index -4 is out of bounds for axis 0"):
+        ix._check_bounds(wrapping, "scatter-add", (3, 4), np.array([[-4]]).view(DeviceArray), (0,))

@@ -47,6 +47,15 @@ def _index_tuple(indices, k: int) -> tuple:
     return tuple(indices[..., j] for j in range(k))
 
 
+def _check_bounds(xp, prim: str, shape, indices, axes) -> None:
+    """Raise NumPy's IndexError for out-of-range indices on array modules that do not: CuPy
+    wraps them around (no device sync); this check costs one."""
+    if xp is not np:
+        limits = xp.asarray([shape[a] for a in axes], dtype=indices.dtype)
+        if bool(((indices < -limits) | (indices >= limits)).any()):
+            raise _bounds_error(prim, shape, indices.get(), axes)
+
+
 def _bounds_error(prim: str, shape, indices, axes) -> IndexError:
     """NumPy's message, naming the operand's own axis (not the axis of a moved view)."""
     idx = np.asarray(indices)
@@ -101,6 +110,7 @@ def _batch_position_in_rest(axes, d: int, n_index: int) -> int:
 
 
 def _gather_impl(xp, operand, indices, *, axes):
+    _check_bounds(xp, "gather", operand.shape, indices, axes)
     try:
         return _moved(xp, operand, axes)[_index_tuple(indices, len(axes))]
     except IndexError:
@@ -152,6 +162,7 @@ gather_p.batch = _gather_batch
 
 
 def _scatter_impl(xp, operand, indices, updates, *, axes, mode):
+    _check_bounds(xp, f"scatter-{mode}", operand.shape, indices, axes)
     out = xp.array(operand, order="C")   # a copy (inputs are never mutated), C-contiguous
     try:
         if mode == "set":
