@@ -176,7 +176,13 @@ def _scatter_impl(xp, operand, indices, updates, *, axes, mode):
 
 def _ufunc_at(xp, ufunc, out, indices, updates, axes) -> None:
     """``ufunc.at`` in place. NumPy's ``ufunc.at`` is several times faster on 1-D data, so
-    updates that span whole rows (embedding gradients) go into the flattened array."""
+    updates that span whole rows (embedding gradients) go into the flattened array; a single
+    index (``x[i]``'s gradient) cannot repeat, so it is an ordinary in-place update."""
+    if indices.ndim == 1:
+        view = _moved(xp, out, axes)
+        where = _index_tuple(indices, len(axes))
+        view[where] = ufunc(view[where], updates)
+        return
     rest = [i for i in range(out.ndim) if i not in axes]
     if not rest or xp is not np:
         ufunc.at(_moved(xp, out, axes), _index_tuple(indices, len(axes)), updates)
