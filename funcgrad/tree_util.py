@@ -14,7 +14,8 @@ from typing import Any, Callable, Hashable, Iterable, NamedTuple
 
 __all__ = [
     "PyTreeDef", "tree_flatten", "tree_unflatten", "tree_leaves", "tree_structure", "tree_map",
-    "register_pytree_node", "register_dataclass", "treedef_is_leaf", "all_leaves",
+    "register_pytree_node", "register_pytree_node_class", "register_dataclass",
+    "treedef_is_leaf", "all_leaves",
     "tree_transpose", "tree_reduce", "tree_all", "tree_flatten_with_path", "keystr",
 ]
 
@@ -36,6 +37,13 @@ def register_pytree_node(nodetype: type, flatten_func: Callable, unflatten_func:
         raise ValueError(f"register_pytree_node: {nodetype.__name__} is already registered")
     _registry[nodetype] = _NodeType(nodetype.__qualname__, flatten_func, unflatten_func)
     _leaf_types.discard(nodetype)
+
+
+def register_pytree_node_class(cls: type) -> type:
+    """Class decorator: ``cls`` is a container through its ``tree_flatten(self) -> (children,
+    aux_data)`` method and ``tree_unflatten(cls, aux_data, children)`` classmethod."""
+    register_pytree_node(cls, lambda x: x.tree_flatten(), cls.tree_unflatten)
+    return cls
 
 
 def register_dataclass(cls: type, data_fields: Iterable[str] | None = None,

@@ -732,3 +732,18 @@ def test_indices_are_bounds_checked_on_array_modules_that_wrap_them():
         ix._check_bounds(wrapping, "gather", (3, 4), np.array([[0, 4]]).view(DeviceArray), (0, 1))
     with pytest.raises(IndexError, match="scatter-add: index -4 is out of bounds for axis 0"):
         ix._check_bounds(wrapping, "scatter-add", (3, 4), np.array([[-4]]).view(DeviceArray), (0,))
+
+
+@pytest.mark.parametrize("axis", [-1, 0, None])
+def test_descending_sorts_are_stable_as_in_jax(axis):
+    a = np.array([[3.0, 1.0, 3.0, np.nan, 2.0], [0.0, 0.0, 5.0, -1.0, 0.0]])
+    want_sorted = np.flip(np.sort(np.flip(a if axis is not None else a.ravel(), -1 if axis is None else axis),
+                                  axis=-1 if axis is None else axis), -1 if axis is None else axis)
+    for run in (lambda f: f(a), lambda f: funcgrad.jit(f)(a)):
+        got = run(lambda a: fnp.sort(a, axis=axis, descending=True))
+        np.testing.assert_array_equal(got, want_sorted)
+        order = run(lambda a: fnp.argsort(a, axis=axis, descending=True))
+        if axis == -1:
+            np.testing.assert_array_equal(order, [[3, 0, 2, 4, 1], [2, 0, 1, 4, 3]])   # ties: index order
+        taken = np.take_along_axis(a, order, axis) if axis is not None else a.ravel()[order]
+        np.testing.assert_array_equal(taken, want_sorted)

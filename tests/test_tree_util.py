@@ -251,3 +251,27 @@ def test_transforms_accept_every_node_type():
     np.testing.assert_allclose(g["layer"].b, 3.0)
     np.testing.assert_allclose(g["box"].value, np.ones(3))
     assert g["p"].y is None
+
+
+@tu.register_pytree_node_class
+class Scaled:
+    """A container through methods, as jax.tree_util.register_pytree_node_class takes."""
+
+    def __init__(self, value, scale: float):
+        self.value, self.scale = value, scale
+
+    def tree_flatten(self):
+        return (self.value,), self.scale
+
+    @classmethod
+    def tree_unflatten(cls, scale, children):
+        return cls(children[0], scale)
+
+
+def test_register_pytree_node_class():
+    leaves, treedef = tu.tree_flatten([Scaled(np.ones(2), 3.0)])
+    assert len(leaves) == 1 and treedef == tu.tree_structure([Scaled(np.zeros(2), 3.0)])
+    assert treedef != tu.tree_structure([Scaled(np.zeros(2), 2.0)])     # aux data is static
+    g = funcgrad.grad(lambda s: funcgrad.numpy.sum(s.value ** 2) * s.scale)(Scaled(np.ones(2), 3.0))
+    assert isinstance(g, Scaled) and g.scale == 3.0
+    np.testing.assert_array_equal(g.value, [6.0, 6.0])

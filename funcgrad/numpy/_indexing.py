@@ -30,6 +30,7 @@ from ..core import Tracer
 from ..interpreters import ad
 from ..primitives import elementwise as ew, indexing as ix, reduction as red, structural as st
 from ._array import asarray, astype, normalize_axis, operand, promote, static, tracing
+from ._shape import flip, ravel
 
 _VALID_INDICES = ("only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and "
                   "integer or boolean arrays are valid indices")
@@ -645,8 +646,12 @@ def _sort_operand(a, axis):
     return a, normalize_axis(axis, core.get_aval(a).ndim)
 
 
-def sort(a, axis=-1, kind=None, order=None, *, stable=None):
-    """numpy.sort. Traced sorts are stable whatever ``kind`` says."""
+def sort(a, axis=-1, kind=None, order=None, *, stable=None, descending: bool = False):
+    """numpy.sort. Traced sorts are stable whatever ``kind`` says. ``descending`` (as in
+    jax.numpy): largest first (NaNs first), equal elements in their original order."""
+    if descending:
+        a, axis = (ravel(a), -1) if axis is None else (a, axis)
+        return flip(sort(flip(a, axis), axis, kind, order, stable=stable), axis)
     if type(a) is not Tracer:
         return np.sort(a, axis, kind, order, stable=stable)
     if order is not None:
@@ -655,9 +660,13 @@ def sort(a, axis=-1, kind=None, order=None, *, stable=None):
     return ix.sort(a, ax)
 
 
-def argsort(a, axis=-1, kind=None, order=None, *, stable=None):
+def argsort(a, axis=-1, kind=None, order=None, *, stable=None, descending: bool = False):
     """numpy.argsort. Traced argsorts are stable (ties keep index order), i.e. equal to
-    NumPy's ``kind="stable"``; NumPy's default quicksort may order ties differently."""
+    NumPy's ``kind="stable"``; NumPy's default quicksort may order ties differently.
+    ``descending`` (as in jax.numpy) is stable too: ties keep index order."""
+    if descending:     # stable-sort the reversed array, then map back and reverse
+        a, axis = (ravel(a), -1) if axis is None else (a, axis)
+        return flip(np.shape(a)[axis] - 1 - argsort(flip(a, axis), axis, "stable", order), axis)
     if type(a) is not Tracer:
         return np.argsort(a, axis, kind, order, stable=stable)
     if order is not None:
