@@ -747,3 +747,25 @@ def test_descending_sorts_are_stable_as_in_jax(axis):
             np.testing.assert_array_equal(order, [[3, 0, 2, 4, 1], [2, 0, 1, 4, 3]])   # ties: index order
         taken = np.take_along_axis(a, order, axis) if axis is not None else a.ravel()[order]
         np.testing.assert_array_equal(taken, want_sorted)
+
+
+def test_bincount_eager_jit_vmap_grad_and_out_of_range_values():
+    x, w = np.array([0, 3, 3, 1, 0, 0]), np.arange(6.0)
+    np.testing.assert_array_equal(fnp.bincount(x), np.bincount(x))
+    np.testing.assert_array_equal(fnp.bincount(x, length=5), [3, 1, 0, 2, 0])
+    counts = jit(lambda x: fnp.bincount(x, length=5))(x)
+    np.testing.assert_array_equal(counts, [3, 1, 0, 2, 0])
+    assert counts.dtype == np.bincount(x).dtype
+    summed = jit(lambda x, w: fnp.bincount(x, w, length=4))(x, w.astype(np.float32))
+    np.testing.assert_array_equal(summed, np.bincount(x, w))
+    assert summed.dtype == np.float64                      # NumPy sums weights as doubles
+    np.testing.assert_array_equal(grad(lambda w: fnp.bincount(x, w)[3])(w), x == 3)
+    np.testing.assert_array_equal(vmap(lambda x: fnp.bincount(x, length=4))(np.stack([x, x[:1].repeat(6)])),
+                                  [np.bincount(x, minlength=4), [6, 0, 0, 0]])
+    for bad in ([0, 4], [-1, 0]):
+        with pytest.raises(IndexError, match="out of bounds"):
+            jit(lambda x: fnp.bincount(x, length=4))(np.array(bad))
+    with pytest.raises(IndexError, match="out of bounds for length=2"):
+        fnp.bincount(x, length=2)
+    with pytest.raises(core.ConcretizationError, match="pass length="):
+        jit(lambda x: fnp.bincount(x))(x)

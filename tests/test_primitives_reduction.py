@@ -171,3 +171,22 @@ def test_associative_scan_takes_an_array_or_any_pytree():
         funcgrad.lax.associative_scan(add, (x, x[:2]))
     with pytest.raises(TypeError, match="structure of elems"):
         funcgrad.lax.associative_scan(lambda a, b: a[0], (x, x))
+
+
+@pytest.mark.parametrize("case", ["rows", "columns", "with_y", "one_variable", "bias", "ddof"])
+def test_cov_and_corrcoef_match_numpy_traced(case):
+    rng = np.random.default_rng(0)
+    m, y = rng.normal(size=(3, 20)).astype(np.float32), rng.normal(size=20)
+    args = {"rows": ((m,), {}), "columns": ((m.T,), {"rowvar": False}), "with_y": ((m, y), {}),
+            "one_variable": ((m[0],), {}), "bias": ((m,), {"bias": True}),
+            "ddof": ((m,), {"ddof": 3})}[case]
+    (a, *rest), kw = args
+    for name in ("cov", "corrcoef"):
+        if name == "corrcoef" and ("bias" in kw or "ddof" in kw):
+            continue
+        fn = getattr(funcgrad.numpy, name)
+        want = getattr(np, name)(a, *rest, **kw)
+        got = funcgrad.jit(lambda a: fn(a, *rest, **kw))(a)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    check_grads(lambda v: funcgrad.numpy.corrcoef(v)[0, 1:], [m.astype(np.float64)], order=1)

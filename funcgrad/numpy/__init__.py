@@ -25,12 +25,13 @@ from ._creation import (
 from ._dot import cross, dot, inner, kron, matmul, outer, polyval, tensordot, vdot, vecdot
 from ._einsum import einsum
 from ._indexing import (
-    argsort, argwhere, choose, compress, extract, flatnonzero, lexsort, nonzero, searchsorted,
+    argsort, argwhere, bincount, choose, compress, extract, flatnonzero, lexsort, nonzero, searchsorted,
     select, sort, take, take_along_axis, unique,
 )
 from ._reductions import (
     all, allclose, amax, amin, any, argmax, argmin, array_equal, array_equiv, average,
-    count_nonzero, cumprod, cumsum, cumulative_prod, cumulative_sum, histogram, max, mean,
+    corrcoef, count_nonzero, cov, cumprod, cumsum, cumulative_prod, cumulative_sum, histogram,
+    max, mean,
     median, min, nanargmax, nanargmin, nancumprod, nancumsum, nanmax, nanmean, nanmin, nanprod,
     nanstd, nansum, nanvar, percentile, prod, ptp, quantile, std, sum, trapezoid, var,
 )

@@ -675,6 +675,32 @@ def argsort(a, axis=-1, kind=None, order=None, *, stable=None, descending: bool 
     return ix.argsort(a, ax)
 
 
+def bincount(x, weights=None, minlength=0, *, length=None):
+    """numpy.bincount: counts (or summed ``weights``) of each value of the 1-D non-negative
+    integer array ``x``. Traced, the number of bins must be static: ``length`` (as in
+    jax.numpy), else ``x``'s concrete maximum. Values outside ``[0, length)`` raise
+    IndexError (JAX drops them; NumPy raises for negatives and grows the result)."""
+    if type(x) is not Tracer and type(weights) is not Tracer:
+        counts = np.bincount(x, weights, minlength)
+        if length is not None and len(counts) > length:
+            raise IndexError(f"bincount: value {len(counts) - 1} is out of bounds for "
+                             f"length={length}")
+        return counts if length is None else np.pad(counts, (0, length - len(counts)))
+    x = operand(x)
+    if x.ndim != 1 or not dtypes.is_integer(x.dtype):
+        raise TypeError(f"bincount: x must be a 1-D integer array, got {x.aval.str_short()}")
+    if length is None:
+        values = static(x, "bincount's input (pass length= to trace it)")
+        length = max(int(minlength), int(np.max(values, initial=-1)) + 1)
+    index = ew.select(ew.lt(x, 0), ew.full_like(x, length), x)     # negatives: out of range
+    if weights is None:
+        updates, dtype = st.full(x.shape, 1, np.intp), np.intp
+    else:
+        updates, dtype = astype(operand(weights), np.float64), np.float64
+    return ix.scatter_add(st.full((length,), 0, dtype), st.reshape(index, x.shape + (1,)),
+                          updates, (0,))
+
+
 def lexsort(keys, axis=-1):
     """numpy.lexsort: indices sorting by the last key, then the one before, ... (stable)."""
     keys = list(keys)

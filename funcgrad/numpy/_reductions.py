@@ -652,6 +652,39 @@ def histogram(a, bins=10, range=None, density=None, weights=None):  # noqa: A002
     return np.histogram(a, bins=bins, range=range, density=density, weights=weights)
 
 
+def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=None, *,
+        dtype=None):
+    """numpy.cov: the covariance of the variables in the rows (``rowvar``) or columns of
+    ``m`` (and ``y``). Traced: without ``fweights``/``aweights``."""
+    if not tracing():
+        return np.cov(m, y, rowvar, bias, ddof, fweights, aweights, dtype=dtype)
+    if fweights is not None or aweights is not None:
+        raise NotImplementedError("cov: fweights/aweights are not supported on traced values")
+    import funcgrad.numpy as fnp
+    variables = lambda v: fnp.atleast_2d(v) if rowvar or fnp.ndim(v) < 2 else fnp.transpose(v)
+    x = variables(m) if y is None else fnp.concatenate([variables(m), variables(y)], axis=0)
+    x = astype(x, dtype or np.result_type(operand(m).dtype, np.float64))
+    ddof = (0 if bias else 1) if ddof is None else ddof
+    centered = uf.subtract(x, mean(x, axis=1, keepdims=True))
+    c = uf.true_divide(fnp.matmul(centered, fnp.conj(fnp.transpose(centered))),
+                       builtins.max(x.shape[1] - ddof, 0))
+    return fnp.squeeze(c)
+
+
+def corrcoef(x, y=None, rowvar=True, *, dtype=None):
+    """numpy.corrcoef: Pearson correlation coefficients (the normalized :func:`cov`), clipped
+    to [-1, 1] as NumPy does."""
+    if not tracing():
+        return np.corrcoef(x, y, rowvar, dtype=dtype)
+    import funcgrad.numpy as fnp
+    c = cov(x, y, rowvar, dtype=dtype)
+    if fnp.ndim(c) == 0:
+        return uf.true_divide(c, c)
+    std = uf.sqrt(fnp.real(fnp.diagonal(c)))
+    c = uf.true_divide(uf.true_divide(c, std[:, None]), std[None, :])
+    return fnp.clip(c, -1, 1) if not np.issubdtype(c.dtype, np.complexfloating) else c
+
+
 def trapezoid(y, x=None, dx=1.0, axis=-1):
     """Integral of ``y`` along ``axis`` by the trapezoidal rule (sample points ``x`` or
     spacing ``dx``)."""
