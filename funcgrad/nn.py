@@ -40,9 +40,9 @@ __all__ = ["relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu", "silu",
 
 
 def relu(x):
-    """``max(x, 0)``, with derivative 0 at 0."""
+    """``max(x, 0)``, with derivative 0 at 0; NaN stays NaN (as in NumPy)."""
     x = operand(x)
-    return fnp.where(fnp.greater(x, 0), x, fnp.zeros_like(x))
+    return fnp.where(fnp.less_equal(x, 0), fnp.zeros_like(x), x)
 
 
 def relu6(x):

@@ -279,3 +279,40 @@ def test_standardize_with_given_statistics():
     x = np.arange(6.0).reshape(2, 3)
     out = nn.standardize(x, axis=0, mean=1.0, variance=4.0, epsilon=0.0)
     np.testing.assert_allclose(out, (x - 1) / 2)
+
+
+def test_relu_and_relu6_keep_nan():
+    """``where(x > 0, x, 0)`` turned NaN into 0; NumPy's maximum (and JAX) keep it."""
+    x = np.array([np.nan, -1.0, 0.0, 2.0, 7.0])
+    for fn, want in [(nn.relu, [np.nan, 0, 0, 2, 7]), (nn.relu6, [np.nan, 0, 0, 2, 6])]:
+        np.testing.assert_array_equal(fn(x), want)
+        np.testing.assert_array_equal(funcgrad.jit(fn)(x), want)
+        assert funcgrad.grad(fn)(0.0) == 0.0 and funcgrad.grad(fn)(1.0) == 1.0
+    assert funcgrad.grad(nn.relu6)(6.0) == 0.0
+
+
+def test_softplus_and_log_sigmoid_derivatives_at_infinity():
+    """softplus' = sigmoid(x), log_sigmoid' = sigmoid(-x): finite at +-inf (were NaN)."""
+    g = funcgrad.grad
+    for transform in (lambda f: f, funcgrad.jit):
+        assert transform(g(nn.softplus))(np.inf) == 1.0
+        assert transform(g(nn.softplus))(-np.inf) == 0.0
+        assert transform(g(nn.log_sigmoid))(-np.inf) == 1.0
+        assert transform(g(nn.log_sigmoid))(np.inf) == 0.0
+        assert transform(g(g(nn.softplus)))(np.inf) == 0.0
+    np.testing.assert_array_equal(nn.softplus(np.array([-np.inf, 0.0, np.inf])),
+                                  [0.0, np.log(2), np.inf])
+    np.testing.assert_array_equal(nn.log_sigmoid(np.array([-np.inf, np.inf])), [-np.inf, 0.0])
+
+
+def test_entr_derivative_at_zero_is_infinite():
+    """d/dx -x log x = -(log x + 1): +inf at 0 (as JAX), not the safe branch's 0."""
+    g = funcgrad.grad
+    assert g(special.entr)(0.0) == np.inf
+    np.testing.assert_array_equal(funcgrad.jit(funcgrad.vmap(g(special.entr)))(
+        np.array([0.0, -1.0, 0.5])), [np.inf, 0.0, -(np.log(0.5) + 1)])
+    np.testing.assert_allclose(g(g(special.entr))(0.5), -2.0, rtol=1e-15)
+    check_grads(special.entr, (np.array([0.3, 1.7]),), order=2)
+    out = special.entr(np.array([0.0, -1.0, 0.5, np.nan]))
+    np.testing.assert_array_equal(out, [0.0, -np.inf, -0.5 * np.log(0.5), np.nan])
+    assert not np.signbit(out[0])

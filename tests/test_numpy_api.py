@@ -20,6 +20,7 @@ from hypothesis.extra import numpy as hnp
 import funcgrad
 import funcgrad.numpy as fnp
 from funcgrad import core
+from funcgrad.test_util import check_grads
 from funcgrad.tree_util import tree_leaves
 
 ALL_DTYPES = [np.dtype(d) for d in ("bool", "int32", "int64", "uint8", "float32", "float64")]
@@ -726,3 +727,72 @@ def test_eager_leaked_tracer_is_reported():
         fnp.exp(leaked[0])
     with pytest.raises(funcgrad.UnexpectedTracerError):
         fnp.sum(leaked[0])
+
+
+# JAX 0.10.2 (x64) reference values: d/dx, d2/dx2, d4/dx4 of sinc.
+SINC_DERIVATIVES = {0.0: (0.0, -3.2898681336964524, 19.481818206800487),
+                    1e-3: (-0.003289864886749912, -3.2898583930393657, 19.482727002282985),
+                    0.3: (-0.902028130138889, -2.4584852862661752, 13.648773849855893),
+                    -0.7: (1.3652403755203533, 0.2698270069758238, -4.913641288402091)}
+
+
+@pytest.mark.parametrize("x", list(SINC_DERIVATIVES))
+def test_sinc_derivatives_at_and_near_zero(x):
+    """A select of the constant 1 at 0 made every derivative there 0 (true: -pi^2/3, ...)."""
+    d1, d2, d4 = SINC_DERIVATIVES[x]
+    g = funcgrad.grad
+    rtol = 1e-6 if x == 1e-3 else 1e-12     # sin(u)/u loses digits so close to 0 (JAX's too)
+    np.testing.assert_allclose(g(fnp.sinc)(x), d1, rtol=rtol)
+    np.testing.assert_allclose(g(g(fnp.sinc))(x), d2, rtol=rtol)
+    if x != 1e-3:
+        np.testing.assert_allclose(g(g(g(g(fnp.sinc))))(x), d4, rtol=1e-12)
+        check_grads(fnp.sinc, (x,), order=2)
+
+
+def test_sinc_derivatives_at_zero_under_jit_and_vmap():
+    hess = funcgrad.grad(funcgrad.grad(fnp.sinc))
+    np.testing.assert_allclose(funcgrad.jit(hess)(0.0), -np.pi ** 2 / 3, rtol=1e-15)
+    np.testing.assert_allclose(funcgrad.vmap(hess)(np.array([0.0, 0.3])),
+                               [-np.pi ** 2 / 3, SINC_DERIVATIVES[0.3][1]], rtol=1e-12)
+    assert hess(np.float32(0)).dtype == np.float32
+    np.testing.assert_array_equal(funcgrad.jit(fnp.sinc)(np.array([0.0, 0.5])), np.sinc([0.0, 0.5]))
+
+
+def test_logaddexp_derivatives_at_infinity():
+    """The derivative is exp(x - logaddexp(x, y)): 1 for x = +inf against a finite y (was
+    NaN from inf - inf)."""
+    for f in (fnp.logaddexp, fnp.logaddexp2):
+        grads = funcgrad.grad(f, argnums=(0, 1))
+        assert grads(np.inf, 0.0) == (1.0, 0.0) and grads(-3.0, np.inf) == (0.0, 1.0)
+        assert grads(-np.inf, 0.0) == (0.0, 1.0)
+        assert funcgrad.jit(funcgrad.grad(funcgrad.grad(f)))(np.inf, 2.0) == 0.0
+    a = np.array([[-np.inf], [np.inf], [0.0], [np.nan], [3.0]])
+    b = np.array([-np.inf, np.inf, 1.0, 1e308, -2.0])
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(funcgrad.jit(fnp.logaddexp)(a, b), np.logaddexp(a, b))
+        np.testing.assert_array_equal(funcgrad.jit(fnp.logaddexp2)(a, b), np.logaddexp2(a, b))
+
+
+@pytest.mark.parametrize("lo, hi", [(None, 1.0), (1.0, None), (-1.0, 1.0), (1.0, 3.0)])
+def test_clip_gradient_at_a_bound_is_one(lo, hi):
+    """Bounds are inside (docstring): one-sided clip went through minimum/maximum (1/2)."""
+    grad = funcgrad.grad(lambda a: fnp.clip(a, lo, hi))
+    assert grad(1.0) == 1.0
+    assert grad(2.0) == (1.0 if hi is None or hi > 2 else 0.0)
+    assert grad(0.0) == (1.0 if lo is None or lo < 0 else 0.0)
+    np.testing.assert_array_equal(funcgrad.vmap(grad)(np.array([0.0, 1.0, 2.0])),
+                                  [grad(0.0), 1.0, grad(2.0)])
+
+
+def test_one_sided_clip_bound_gradient_and_dtypes():
+    assert funcgrad.grad(lambda h: fnp.clip(1.0, None, h))(1.0) == 0.0
+    assert funcgrad.grad(lambda h: fnp.clip(2.0, None, h))(1.0) == 1.0
+    assert funcgrad.grad(lambda lo: fnp.clip(0.0, lo, None))(1.0) == 1.0
+    for x in [np.array([True, False]), np.array([-3, 0, 5], np.int8),
+              np.array([0, 7, 300], np.uint16), np.array([-1.5, np.nan, 2.0, np.inf], np.float32)]:
+        for bound in [1, 1.0, np.float32(0.5), np.int16(2), np.nan, True]:
+            for lo, hi in [(None, bound), (bound, None)]:
+                got = funcgrad.jit(lambda v: fnp.clip(v, lo, hi))(x)
+                want = np.clip(x, lo, hi)
+                assert got.dtype == want.dtype, (x.dtype, lo, hi)
+                np.testing.assert_array_equal(got, want)

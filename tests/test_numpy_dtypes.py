@@ -259,3 +259,16 @@ def test_result_type_and_can_cast_take_traced_values():
 def test_numpy_functions_without_an_equivalent_say_so():
     with pytest.raises(TypeError, match="numpy.fft.fft is not supported on traced values"):
         funcgrad.jit(lambda x: np.fft.fft(x))(np.ones(4))
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint16, np.float32])
+def test_power_operator_with_int_exponent_traced_dtype(dtype, k):
+    """``a ** 2`` is NumPy's ``square`` (a bool array squared is int8, not power's int64)."""
+    x = np.array([1, 0, 1], dtype)
+    want = x ** k
+    for got in [funcgrad.jit(lambda v: v ** k)(x), funcgrad.vmap(lambda v: v ** k)(x),
+                core.eval_jaxpr(*_closed(lambda v: v ** k, x), x)[0]]:
+        assert got.dtype == want.dtype, (dtype, k, got.dtype, want.dtype)
+        np.testing.assert_array_equal(got, want)
+    assert funcgrad.jit(lambda v: fnp.power(v, k))(x).dtype == np.power(x, k).dtype

@@ -13,12 +13,14 @@ operand is (see ``_array``).
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 import operator as _op
 
 import numpy as np
 
 from .. import core, dtypes
+from ..custom_derivatives import custom_jvp
 from ..primitives import elementwise as ew, structural as st
 from ._array import (cast_all, dtype_key, is_weak, operand, promote, resolve_ufunc, result_dtype,
                      tracing, weak_operand)
@@ -99,8 +101,11 @@ def power(x, y, /):
 
 
 def _integer_power(x, y: int, weak: bool):
+    """``x ** y`` in NumPy's loop dtype: ``power``'s, but ``square``'s for the operator
+    (``weak``) with ``y == 2``, as ``ndarray.__pow__`` squares (a bool array squared is int8)."""
     x = weak_operand(x)
-    (loop, _, _) = _loop_dtypes("power", np.power, (x, y))
+    square = weak and y == 2
+    loop = _loop_dtypes("power", np.square if square else np.power, (x,) if square else (x, y))[0]
     if y < 0 and loop.kind in "iu":
         raise ValueError("Integers to negative integer powers are not allowed.")
     (x,) = cast_all([x], [loop], weak and is_weak(x))
@@ -150,15 +155,19 @@ def _logaddexp(x, y, exp_fn, expm1_fn, log1p_scale):
     max))``, but written so that every derivative is smooth, ties included: the maximum is
     a constant shift (``stop_gradient``), and ``log1p``'s argument is ``exp(y - c) +
     expm1(x - c)`` (``x`` the larger), exactly ``exp(y - c)`` in value. Infinite shifts are
-    replaced by 0, so no ``inf - inf`` appears in values or derivatives."""
+    replaced by 0, and where an operand is ``+inf`` the result is ``max(x, y)`` while the
+    formula sees zeros (double where), so no ``inf - inf`` appears in values or derivatives
+    (``d/dx logaddexp(inf, 0) = 1``)."""
     amax = ew.max(x, y)
+    posinf = ew.eq(amax, np.asarray(np.inf, amax.dtype))
+    x, y = ew.select(posinf, 0, x), ew.select(posinf, 0, y)
     c = ew.stop_gradient(ew.select(ew.is_finite(amax), amax, ew.zeros_like(amax)))
     dx, dy = ew.sub(x, c), ew.sub(y, c)
     arg = ew.select(ew.ge(x, y), ew.add(exp_fn(dy), expm1_fn(dx)), ew.add(exp_fn(dx), expm1_fn(dy)))
     log1p = ew.log1p(arg)
     if log1p_scale != 1:
         log1p = ew.mul(log1p, np.asarray(log1p_scale, arg.dtype))
-    return ew.add(c, log1p)
+    return ew.select(posinf, amax, ew.add(c, log1p))
 
 
 _LN2 = math.log(2)
@@ -207,7 +216,8 @@ rad2deg = degrees = _ufunc(np.rad2deg, body=lambda x: x * (180 / math.pi), name=
 
 
 def sinc(x, /):
-    """``sin(pi x) / (pi x)``, 1 at 0 (computed in the dtype of ``x * 1.0``, as NumPy)."""
+    """``sin(pi x) / (pi x)``, 1 at 0 (computed in the dtype of ``x * 1.0``, as NumPy), with
+    every derivative exact at 0 too (:func:`_sinc_maclaurin`)."""
     if not tracing():
         return np.sinc(x)
     x = weak_operand(x)
@@ -215,7 +225,19 @@ def sinc(x, /):
     px = x * math.pi
     zero = ew.eq(x, np.zeros((), x.dtype))
     safe = ew.select(zero, ew.ones_like(px), px)
-    return ew.select(zero, ew.ones_like(px), ew.sin(safe) / safe)
+    return ew.select(zero, _sinc_maclaurin(0, px), ew.sin(safe) / safe)
+
+
+@functools.partial(custom_jvp, nondiff_argnums=(0,))
+def _sinc_maclaurin(k: int, x):
+    """The ``k``-th derivative of ``sin(x) / x`` at 0, shaped like ``x``: ``(-1)^(k/2) /
+    (k + 1)`` for even ``k``, else 0. Its JVP is the ``k + 1``-th, so derivatives of any order
+    at 0 are exact (a ``select`` with a constant would make them all 0)."""
+    return ew.full_like(x, 0.0 if k % 2 else (-1) ** (k // 2) / (k + 1))
+
+
+_sinc_maclaurin.defjvp(lambda k, primals, tangents: (
+    _sinc_maclaurin(k, *primals), _sinc_maclaurin(k + 1, *primals) * tangents[0]))
 
 
 # --- rounding -----------------------------------------------------------------------------------
@@ -484,11 +506,27 @@ def clip(a, a_min=_NO_VALUE, a_max=_NO_VALUE, out=None, *, min=_NO_VALUE, max=_N
     lo, hi = (_bound_in_range(b, a) for b in (lo, hi))
     if lo is None and hi is None:
         return positive(a)
-    if lo is None:
-        return minimum(a, hi)
-    if hi is None:
-        return maximum(a, lo)
+    if lo is None or hi is None:
+        return _clip_one_sided(a, lo, hi)
     return ew.clamp_p.bind(*promote(a, lo, hi))
+
+
+def _clip_one_sided(a, lo, hi):
+    """``clip`` with one bound None: ``clamp`` with the result dtype's extreme in its place,
+    so ties follow the two-sided rule (derivative 1 at the bound, not ``maximum``'s 1/2)."""
+    a, bound = promote(a, hi if lo is None else lo)
+    far = _extreme(a.dtype, upper=lo is not None)
+    return ew.clamp(a, far, bound) if lo is None else ew.clamp(a, bound, far)
+
+
+def _extreme(dt: np.dtype, upper: bool):
+    """The largest (``upper``) or smallest value of the real or boolean dtype ``dt``."""
+    if dt.kind == "f":
+        return np.inf if upper else -np.inf
+    if dt.kind == "b":
+        return upper
+    info = dtypes.iinfo(dt)
+    return int(info.max if upper else info.min)
 
 
 def _bound_in_range(bound, a):

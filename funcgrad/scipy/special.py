@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import numpy as fnp
+from ..custom_derivatives import custom_jvp
 from ..numpy._array import cast_all, result_dtype, weak_operand
 from ..primitives import elementwise as ew
 
@@ -76,13 +77,22 @@ def xlog1py(x, y):
 
 
 def entr(x):
-    """Elementwise entropy ``-x log(x)``: 0 at 0, ``-inf`` for ``x < 0``."""
+    """Elementwise entropy ``-x log(x)``: 0 at 0 with derivative ``+inf`` there (as JAX),
+    ``-inf`` for ``x < 0``."""
     (x,) = _floats(x)
-    positive = ew.gt(x, ew.zeros_like(x))
-    safe = ew.select(positive, x, ew.ones_like(x))
-    inside = ew.neg(ew.mul(safe, ew.log(safe)))
-    outside = ew.select(ew.eq(x, ew.zeros_like(x)), ew.zeros_like(x), ew.full_like(x, -np.inf))
-    return ew.select(positive, inside, ew.select(ew.ne(x, x), x, outside))
+    inside_domain = ew.ge(x, ew.zeros_like(x))
+    safe = ew.select(inside_domain, x, ew.ones_like(x))
+    outside = ew.select(ew.ne(x, x), x, ew.full_like(x, -np.inf))
+    return ew.select(inside_domain, ew.sub(ew.zeros_like(x), _xlogx(safe)), outside)   # +0 at 0
+
+
+@custom_jvp
+def _xlogx(x):
+    """``x log(x)`` for ``x >= 0`` (0 at 0), with derivative ``log(x) + 1`` (``-inf`` at 0)."""
+    return xlogy(x, x)
+
+
+_xlogx.defjvps(lambda g, ans, x: ew.mul(g, ew.add(ew.log(x), 1)))
 
 
 def _max_shift(x, axis):
