@@ -35,8 +35,9 @@ from .primitives import elementwise as ew
 from .scipy.special import _floats, _max_shift, logsumexp  # noqa: F401 (re-exported)
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu", "silu", "swish",
-           "sigmoid", "log_sigmoid", "softplus", "soft_sign", "hard_tanh", "softmax",
-           "log_softmax", "logsumexp", "one_hot", "standardize"]
+           "sigmoid", "log_sigmoid", "softplus", "soft_sign", "hard_tanh", "hard_sigmoid",
+           "hard_silu", "hard_swish", "mish", "glu", "softmax", "log_softmax", "logsumexp",
+           "one_hot", "standardize"]
 
 
 def relu(x):
@@ -132,6 +133,38 @@ def hard_tanh(x):
     x = operand(x)
     one = fnp.ones_like(x)
     return fnp.where(fnp.greater(x, 1), one, fnp.where(fnp.less(x, -1), fnp.negative(one), x))
+
+
+def hard_sigmoid(x):
+    """``relu6(x + 3) / 6``: a piecewise-linear sigmoid."""
+    (x,) = _floats(x)
+    return fnp.true_divide(relu6(fnp.add(x, 3)), 6)
+
+
+def hard_silu(x):
+    """``x * hard_sigmoid(x)`` (also called hard swish)."""
+    (x,) = _floats(x)
+    return fnp.multiply(x, hard_sigmoid(x))
+
+
+hard_swish = hard_silu
+
+
+def mish(x):
+    """``x * tanh(softplus(x))`` (Misra, 2019)."""
+    (x,) = _floats(x)
+    return fnp.multiply(x, fnp.tanh(softplus(x)))
+
+
+def glu(x, axis: int = -1):
+    """Gated linear unit: ``a * sigmoid(b)`` for the halves ``a, b`` of ``x`` along ``axis``
+    (whose size must be even)."""
+    (x,) = _floats(x)
+    size = fnp.shape(x)[axis]
+    if size % 2:
+        raise ValueError(f"glu: axis {axis} of shape {fnp.shape(x)} must have an even size")
+    a, b = fnp.split(x, 2, axis=axis)
+    return fnp.multiply(a, sigmoid(b))
 
 
 def _masked(x, where, fill):

@@ -316,3 +316,39 @@ def test_entr_derivative_at_zero_is_infinite():
     out = special.entr(np.array([0.0, -1.0, 0.5, np.nan]))
     np.testing.assert_array_equal(out, [0.0, -np.inf, -0.5 * np.log(0.5), np.nan])
     assert not np.signbit(out[0])
+
+
+def _np_hard_sigmoid(x):
+    return np.clip(x + 3, 0, 6) / 6
+
+
+@pytest.mark.parametrize("name,want", [
+    ("hard_sigmoid", _np_hard_sigmoid),
+    ("hard_silu", lambda x: x * _np_hard_sigmoid(x)),
+    ("hard_swish", lambda x: x * _np_hard_sigmoid(x)),
+    ("mish", lambda x: x * np.tanh(np.logaddexp(x, 0))),
+])
+def test_more_activations(name, want):
+    fn = getattr(funcgrad.nn, name)
+    x = np.linspace(-7.1, 7.1, 29)
+    np.testing.assert_allclose(fn(x), want(x), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(funcgrad.jit(fn)(x.astype(np.float32)), want(x), rtol=1e-5, atol=1e-6)
+    check_grads(fn, [x + 0.013], order=2)          # away from the kinks at -3 and 3
+
+
+def test_glu_gates_one_half_with_the_other():
+    x = np.arange(12.0).reshape(3, 4) / 5
+    np.testing.assert_allclose(funcgrad.nn.glu(x), x[:, :2] / (1 + np.exp(-x[:, 2:])))
+    np.testing.assert_allclose(funcgrad.nn.glu(x.T, axis=0), x.T[:2] / (1 + np.exp(-x.T[2:])))
+    check_grads(funcgrad.nn.glu, [x], order=2)
+    with pytest.raises(ValueError, match="even size"):
+        funcgrad.nn.glu(x[:, :3])
+
+
+def test_ndtr_is_the_normal_cdf():
+    x = np.array([-40.0, -10.0, -1.0, 0.0, 0.5, 8.0])
+    want = np.array([0.0, 7.61985302416047e-24, 0.15865525393145707, 0.5, 0.6914624612740131, 1.0])
+    np.testing.assert_allclose(funcgrad.scipy.special.ndtr(x), want, rtol=1e-13)
+    np.testing.assert_allclose(funcgrad.grad(funcgrad.scipy.special.ndtr)(0.5),
+                               np.exp(-0.125) / np.sqrt(2 * np.pi), rtol=1e-14)
+    check_grads(funcgrad.scipy.special.ndtr, [x[1:5]], order=2)

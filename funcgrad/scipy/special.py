@@ -17,8 +17,8 @@ from ..custom_derivatives import custom_jvp
 from ..numpy._array import cast_all, result_dtype, weak_operand
 from ..primitives import elementwise as ew
 
-__all__ = ["logsumexp", "expit", "logit", "erf", "erfc", "erfinv", "xlogy", "xlog1py", "entr",
-           "softmax", "log_softmax"]
+__all__ = ["logsumexp", "expit", "logit", "erf", "erfc", "erfinv", "ndtr", "xlogy", "xlog1py",
+           "entr", "softmax", "log_softmax"]
 
 
 def _floats(*xs):
@@ -44,6 +44,9 @@ expit = _unary("expit", ew.logistic, "The logistic sigmoid ``1 / (1 + exp(-x))``
 erf = _unary("erf", ew.erf, "The error function.")
 erfc = _unary("erfc", ew.erfc, "The complementary error function ``1 - erf(x)``, accurate "
               "where ``erf(x)`` is close to 1.")
+ndtr = _unary("ndtr", lambda x: ew.mul(ew.erfc(ew.mul(x, np.asarray(-np.sqrt(0.5), x.dtype))),
+                                       np.asarray(0.5, x.dtype)),
+              "The standard normal CDF, ``erfc(-x / sqrt(2)) / 2`` (accurate in the lower tail).")
 erfinv = _unary("erfinv", ew.erf_inv, "The inverse of :func:`erf` on ``(-1, 1)`` (``±inf`` at "
                 "``±1``).")
 
