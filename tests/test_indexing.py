@@ -769,3 +769,11 @@ def test_bincount_eager_jit_vmap_grad_and_out_of_range_values():
         fnp.bincount(x, length=2)
     with pytest.raises(core.ConcretizationError, match="pass length="):
         jit(lambda x: fnp.bincount(x))(x)
+
+
+def test_one_argument_where_takes_size_under_jit():
+    c = np.array([0, 3, 0, 1, 2])
+    (idx,) = jit(lambda c: fnp.where(c > 0, size=4, fill_value=-1))(c)
+    np.testing.assert_array_equal(idx, [1, 3, 4, -1])
+    with pytest.raises(ValueError, match="one-argument form"):
+        fnp.where(c > 0, c, 0, size=3)

@@ -538,16 +538,19 @@ def _bound_in_range(bound, a):
     return bound
 
 
-def where(condition, x=None, y=None, /):
+def where(condition, x=None, y=None, /, *, size=None, fill_value=None):
     """numpy.where: select from ``x`` where ``condition``, else ``y`` (broadcasting).
 
-    With only ``condition``, the indices of nonzero entries (needs a concrete value).
+    With only ``condition``, the indices of nonzero entries: needs a concrete value, or
+    ``size`` (and ``fill_value``) as in jax.numpy and :func:`nonzero`.
     """
     if x is None and y is None:
         from ._indexing import nonzero
-        return nonzero(condition)
+        return nonzero(condition, size=size, fill_value=fill_value)
     if x is None or y is None:
         raise ValueError("either both or neither of x and y should be given")
+    if size is not None or fill_value is not None:
+        raise ValueError("where: size and fill_value apply to the one-argument form only")
     if not tracing():
         return np.where(condition, x, y)
     cond = _truth(operand(condition))
