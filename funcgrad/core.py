@@ -451,6 +451,11 @@ def is_tracing() -> bool:
     return bool(_state.stack)
 
 
+def current_trace() -> "Trace | None":
+    """The innermost active trace, if any."""
+    return _state.stack[-1] if _state.stack else None
+
+
 class _NoValue:
     def __repr__(self):
         return "<no value>"

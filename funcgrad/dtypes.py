@@ -104,6 +104,17 @@ def iinfo(dtype: np.dtype):
     return np.iinfo(dtype)
 
 
+def extreme(dtype: np.dtype, highest: bool):
+    """The highest (or lowest) value of a real or boolean ``dtype``: +-inf for floats."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return np.bool_(highest)
+    if dtype.kind == "f":
+        return dtype.type(np.inf if highest else -np.inf)
+    info = np.iinfo(dtype)
+    return dtype.type(info.max if highest else info.min)
+
+
 @functools.lru_cache(maxsize=256)
 def inexact_for(dtype: np.dtype) -> np.dtype:
     """The float dtype NumPy's float ufuncs (``np.sin`` & co.) compute an input of ``dtype`` in."""

@@ -44,7 +44,8 @@ def asarray(x, dtype=None, *, copy=None):
         out = x if dtype is None else x.astype(dtype, copy=bool(copy))
     else:
         out = np.asarray(x, dtype=dtype, copy=copy)
-    return core._state.stack[-1].const(out) if out.ndim and tracing() else out
+    trace = core.current_trace() if out.ndim else None
+    return out if trace is None else trace.const(out)
 
 
 def array(object, dtype=None, *, copy: bool = True, ndmin: int = 0):

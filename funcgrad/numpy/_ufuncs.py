@@ -515,18 +515,8 @@ def _clip_one_sided(a, lo, hi):
     """``clip`` with one bound None: ``clamp`` with the result dtype's extreme in its place,
     so ties follow the two-sided rule (derivative 1 at the bound, not ``maximum``'s 1/2)."""
     a, bound = promote(a, hi if lo is None else lo)
-    far = _extreme(a.dtype, upper=lo is not None)
+    far = dtypes.extreme(a.dtype, highest=lo is not None)
     return ew.clamp(a, far, bound) if lo is None else ew.clamp(a, bound, far)
-
-
-def _extreme(dt: np.dtype, upper: bool):
-    """The largest (``upper``) or smallest value of the real or boolean dtype ``dt``."""
-    if dt.kind == "f":
-        return np.inf if upper else -np.inf
-    if dt.kind == "b":
-        return upper
-    info = dtypes.iinfo(dt)
-    return int(info.max if upper else info.min)
 
 
 def _bound_in_range(bound, a):

@@ -964,14 +964,7 @@ def _window_shape(name: str, avals, shape, window_dimensions, window_strides, pa
 
 def _identity(computation: str, dtype: np.dtype):
     """The fill value that never wins: 0 for sums, the lowest value for max, the highest for min."""
-    if computation == "sum":
-        return dtype.type(0)
-    if dtype.kind == "b":
-        return np.bool_(computation == "min")
-    if dtype.kind == "f":
-        return dtype.type(-np.inf if computation == "max" else np.inf)
-    info = np.iinfo(dtype)
-    return dtype.type(info.min if computation == "max" else info.max)
+    return dtype.type(0) if computation == "sum" else dtypes.extreme(dtype, computation == "min")
 
 
 def _windows(xp, x, computation, window_dimensions, window_strides, padding, base_dilation,
